@@ -1,0 +1,8 @@
+//! `forgetlab model` (under construction: replaced by its owner before landing).
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`forgetlab model` is not built yet")
+}

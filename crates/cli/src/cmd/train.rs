@@ -1,0 +1,8 @@
+//! `forgetlab train` (under construction: replaced by its owner before landing).
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`forgetlab train` is not built yet")
+}

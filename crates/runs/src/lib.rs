@@ -1,0 +1,23 @@
+//! The run-directory contract of forgetlab.
+//!
+//! Training and evaluation write run directories; the sweep executors, the dashboard and the
+//! reports read them, often while they are still being written and sometimes from another
+//! machine. This crate is the one place that says what those files are: the run config
+//! ([`RunConfig`], including the Mamba-2 [`ModelConfig`] and its state size N_S), the layout
+//! ([`RunDir`], [`ExperimentDir`]), the metrics log, the status file, the evaluation results and
+//! the law fits. It has no dependency on burn, so every reader builds and tests in seconds.
+
+pub mod atomic;
+pub mod config;
+pub mod layout;
+pub mod metrics;
+pub mod results;
+pub mod status;
+pub mod summary;
+
+pub use atomic::{append_json_line, write_atomic, write_json_atomic};
+pub use config::{ConfigError, Invalid, ModelConfig, RunConfig, StateSize};
+pub use layout::{CHECKPOINT_MARKER, ExperimentDir, RunDir};
+pub use metrics::{MetricKind, MetricRecord, read_metrics};
+pub use status::{RunState, RunStatus, unix_now};
+pub use summary::RunSummary;

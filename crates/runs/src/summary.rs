@@ -1,0 +1,123 @@
+//! A tolerant, read-only view of a run directory for tables and dashboards. Runs are read
+//! while they are being written, and some are broken; a summary never fails, it records what
+//! it could not read.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::RunConfig;
+use crate::layout::RunDir;
+use crate::metrics::{MetricKind, MetricRecord, read_metrics};
+use crate::results::ForgetVerdict;
+use crate::status::{RunState, RunStatus};
+
+/// What the tables and dashboards show for one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub name: String,
+    pub state: Option<RunState>,
+    pub step: Option<u64>,
+    pub total_steps: Option<u64>,
+    pub seq_len: Option<usize>,
+    pub state_size: Option<u64>,
+    pub d_state: Option<usize>,
+    pub n_layer: Option<usize>,
+    pub d_model: Option<usize>,
+    pub seed: Option<u64>,
+    pub last_loss: Option<f64>,
+    pub last_val_loss: Option<f64>,
+    pub forgets: Option<bool>,
+    pub has_verdict: bool,
+    pub reason: Option<String>,
+    /// Files that exist but could not be parsed, with the reason.
+    pub problems: Vec<String>,
+}
+
+impl RunSummary {
+    /// Reads whatever is readable in `run`.
+    pub fn read(run: &RunDir) -> Self {
+        let mut problems = Vec::new();
+        let config = read_config(&run.config(), &mut problems);
+        let status: Option<RunStatus> = read_json(&run.status(), &mut problems);
+        let verdict: Option<ForgetVerdict> = read_json(&run.verdict(), &mut problems);
+        let (records, bad_lines) = read_metrics(&run.metrics()).unwrap_or_else(|e| {
+            problems.push(format!("metrics.jsonl: {e}"));
+            (Vec::new(), 0)
+        });
+        if bad_lines > 0 {
+            problems.push(format!("metrics.jsonl: {bad_lines} unreadable line(s)"));
+        }
+        let last = |kind: MetricKind| -> Option<&MetricRecord> {
+            records.iter().rev().find(|r| r.kind == kind)
+        };
+        RunSummary {
+            name: run.name(),
+            state: status.as_ref().map(|s| s.state),
+            step: status.as_ref().map(|s| s.step),
+            total_steps: status
+                .as_ref()
+                .map(|s| s.total_steps)
+                .or_else(|| config.as_ref().map(|c| c.train.total_steps())),
+            seq_len: config.as_ref().map(|c| c.train.seq_len),
+            state_size: config.as_ref().map(|c| c.model.state_size().total),
+            d_state: config.as_ref().map(|c| c.model.d_state),
+            n_layer: config.as_ref().map(|c| c.model.n_layer),
+            d_model: config.as_ref().map(|c| c.model.d_model),
+            seed: config.as_ref().map(|c| c.seed),
+            last_loss: last(MetricKind::Train).map(|r| r.loss),
+            last_val_loss: last(MetricKind::Val).map(|r| r.loss),
+            forgets: verdict.as_ref().and_then(|v| v.forgets),
+            has_verdict: verdict.is_some(),
+            reason: status.and_then(|s| s.reason),
+            problems,
+        }
+    }
+
+    /// True when something in the directory could not be read.
+    pub fn is_broken(&self) -> bool {
+        !self.problems.is_empty()
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn read_config(path: &Path, problems: &mut Vec<String>) -> Option<RunConfig> {
+    if !path.exists() {
+        problems.push("config.toml: missing".to_string());
+        return None;
+    }
+    match RunConfig::load(path) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            problems.push(format!("config.toml: {e}"));
+            None
+        }
+    }
+}
+
+/// Reads a JSON file if it exists; a parse failure is recorded, not raised.
+pub fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            problems.push(format!("{}: {e}", file_name(path)));
+            return None;
+        }
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            problems.push(format!("{}: {e}", file_name(path)));
+            None
+        }
+    }
+}
