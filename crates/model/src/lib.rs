@@ -1,1 +1,38 @@
-//! forgetlab-model
+//! Mamba-2 language models in burn 0.22, with exact training and streaming paths.
+//!
+//! - [`Mamba2Config`]: the architecture (it is `forgetlab_runs::ModelConfig`, so tools that do
+//!   not link burn compute the same state size N_S and parameter count);
+//! - [`Mamba2`]: the model, with chunked ([`Mamba2::forward`]), recurrent ([`Mamba2::step`])
+//!   and streaming ([`Mamba2::forward_streaming`]) forward passes that agree to float
+//!   rounding, across any segmentation;
+//! - [`init::init_weights`]: `mamba_ssm`'s initialisation, seeded;
+//! - [`checkpoint`]: official state-spaces and Hugging Face checkpoints in, forgetlab's out;
+//! - [`ssd`]: the selective scan itself.
+
+pub mod checkpoint;
+pub mod device;
+pub mod error;
+pub mod init;
+pub mod mixer;
+pub mod model;
+pub mod ssd;
+pub mod weights;
+
+#[cfg(test)]
+mod testing;
+
+pub use error::ModelError;
+pub use forgetlab_runs::config::{ModelConfig as Mamba2Config, StateSize};
+pub use mixer::{LayerState, LayerTrace};
+pub use model::{Mamba2, ModelState, ModelTrace, ScanHooks};
+pub use weights::Weights;
+
+use burn::prelude::Device;
+
+impl Mamba2 {
+    /// A freshly initialised model (see [`init::init_weights`]).
+    pub fn init(config: &Mamba2Config, seed: u64, device: &Device) -> Result<Self, ModelError> {
+        config.validate()?;
+        init::init_weights(config, seed).into_model(config, device, "initialisation")
+    }
+}

@@ -70,10 +70,12 @@ impl RunDir {
     }
     /// Per-position loss table for a mitigation label (`none` = unmodified model).
     pub fn per_position(&self, mitigation: &str) -> PathBuf {
-        self.eval().join(suffixed("per_position", mitigation, "json"))
+        self.eval()
+            .join(suffixed("per_position", mitigation, "json"))
     }
     pub fn per_position_plot(&self, mitigation: &str) -> PathBuf {
-        self.eval().join(suffixed("per_position", mitigation, "svg"))
+        self.eval()
+            .join(suffixed("per_position", mitigation, "svg"))
     }
     pub fn verdict(&self) -> PathBuf {
         self.eval().join("verdict.json")
@@ -97,7 +99,11 @@ impl RunDir {
             .filter_map(|entry| {
                 let name = entry.file_name();
                 let step = name.to_str()?.strip_prefix("step-")?.parse().ok()?;
-                entry.path().join(CHECKPOINT_MARKER).is_file().then_some(step)
+                entry
+                    .path()
+                    .join(CHECKPOINT_MARKER)
+                    .is_file()
+                    .then_some(step)
             })
             .collect();
         steps.sort_unstable();

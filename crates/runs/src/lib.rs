@@ -16,7 +16,7 @@ pub mod status;
 pub mod summary;
 
 pub use atomic::{append_json_line, write_atomic, write_json_atomic};
-pub use config::{ConfigError, Invalid, ModelConfig, RunConfig, StateSize};
+pub use config::{ConfigError, FitConfig, Invalid, ModelConfig, RunConfig, StateSize};
 pub use layout::{CHECKPOINT_MARKER, ExperimentDir, RunDir};
 pub use metrics::{MetricKind, MetricRecord, read_metrics};
 pub use status::{RunState, RunStatus, unix_now};

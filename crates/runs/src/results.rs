@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Mitigation, VerdictCurve};
+use crate::config::{Mitigation, RecallRule, VerdictCurve};
 
 /// `eval/per_position*.json`: bucketed per-token loss from position 0 to the horizon.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,9 +135,16 @@ pub struct PasskeySummary {
     pub heatmap: Vec<Vec<Option<f64>>>,
     pub depth_bins: usize,
     pub threshold: f64,
-    /// Longest length whose accuracy reaches the threshold.
+    /// Longest length whose accuracy reaches the threshold (see `recall_rule`).
     pub t_recall: Option<usize>,
     pub mitigation: Mitigation,
+    /// Samples actually scored per length (parallel to `lengths`); a length with fewer than
+    /// `samples_per_length` is incomplete and does not count for T_recall.
+    #[serde(default)]
+    pub samples: Vec<usize>,
+    /// How `t_recall` was read off `accuracy`.
+    #[serde(default)]
+    pub recall_rule: RecallRule,
 }
 
 /// `eval/diagnostics.json`: decay and state statistics per layer and head over time.

@@ -5,6 +5,7 @@
 //! f64`). serde gives us the byte span of the failure; [`locate`] maps spans to dotted keys and
 //! keys to lines by walking toml's spanned document.
 
+mod fit;
 mod locate;
 mod model;
 mod run;
@@ -14,10 +15,11 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+pub use fit::FitConfig;
 pub use model::{ModelConfig, StateSize};
 pub use run::{
     DataConfig, DiagnosticsConfig, DiagnosticsPrompt, EvalConfig, EvalText, Mitigation,
-    OptimConfig, Packing, PasskeyConfig, Precision, RunConfig, Schedule, StatePassing,
+    OptimConfig, Packing, PasskeyConfig, Precision, RecallRule, RunConfig, Schedule, StatePassing,
     SyntheticConfig, SyntheticPrompt, SyntheticTask, TrainConfig, VerdictConfig, VerdictCurve,
 };
 
@@ -237,7 +239,11 @@ lr = 1e-3
         let err = RunConfig::from_toml_str(&src).unwrap_err();
         assert_eq!(err.key(), Some("optim.lr"), "{err}");
         assert_eq!(err.line(), Some(21), "{err}");
-        assert!(err.to_string().starts_with("line 21: optim.lr: invalid type"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("line 21: optim.lr: invalid type"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -259,6 +265,9 @@ lr = 1e-3
         std::fs::write(&path, SMOKE.replace("n_layer = 2", "n_layer = -2")).unwrap();
         let err = RunConfig::load(&path).unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with(&format!("{}:6: model.n_layer:", path.display())), "{text}");
+        assert!(
+            text.starts_with(&format!("{}:6: model.n_layer:", path.display())),
+            "{text}"
+        );
     }
 }

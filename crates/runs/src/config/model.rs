@@ -54,8 +54,9 @@ pub struct ModelConfig {
     /// Initial dt values are floored at this.
     #[serde(default = "defaults::dt_init_floor")]
     pub dt_init_floor: f64,
-    /// dt is clamped into [lo, hi] after the softplus (`[0.0, inf]` = no clamp).
-    #[serde(default = "defaults::dt_limit")]
+    /// dt is clamped into [lo, hi] after the softplus (`[0.0, inf]` = no clamp). JSON has no
+    /// infinity: there an unbounded upper end is written `null` (also read: `"inf"`).
+    #[serde(default = "defaults::dt_limit", with = "unbounded_pair")]
     pub dt_limit: (f64, f64),
     /// A is initialised as -U[lo, hi] (stored as A_log = log U[lo, hi]).
     #[serde(rename = "A_init_range", default = "defaults::a_init_range")]
@@ -110,6 +111,43 @@ mod defaults {
     }
     pub fn a_init_range() -> (f64, f64) {
         (1.0, 16.0)
+    }
+}
+
+/// (lo, hi) pairs whose upper end may be infinite, in formats with and without infinity.
+mod unbounded_pair {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Bound {
+        Number(f64),
+        Text(String),
+        Null(()),
+    }
+
+    impl Bound {
+        fn value<E: serde::de::Error>(self) -> Result<f64, E> {
+            match self {
+                Bound::Number(v) => Ok(v),
+                Bound::Null(()) => Ok(f64::INFINITY),
+                Bound::Text(text) => match text.trim() {
+                    "inf" | "+inf" | "Infinity" => Ok(f64::INFINITY),
+                    other => other
+                        .parse()
+                        .map_err(|_| E::custom(format!("not a number: {other:?}"))),
+                },
+            }
+        }
+    }
+
+    pub fn serialize<S: Serializer>(pair: &(f64, f64), serializer: S) -> Result<S::Ok, S::Error> {
+        pair.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<(f64, f64), D::Error> {
+        let (lo, hi) = <(Bound, Bound)>::deserialize(deserializer)?;
+        Ok((lo.value()?, hi.value()?))
     }
 }
 
@@ -234,6 +272,9 @@ impl ModelConfig {
                 return Err(Invalid::new(format!("model.{key}"), "must be at least 1"));
             }
         }
+        if self.d_conv < 2 {
+            return Err(Invalid::new("model.d_conv", "must be at least 2"));
+        }
         if self.d_inner() % self.headdim != 0 {
             return Err(Invalid::new(
                 "model.headdim",
@@ -309,7 +350,10 @@ mod tests {
         let cases = [(768, 24, 129.0), (1024, 48, 368.3), (1536, 48, 780.2)];
         for (d, l, expected) in cases {
             let got = official(d, l).param_count() as f64 / 1e6;
-            assert!((got - expected).abs() < 0.05, "{d}/{l}: {got} vs {expected}");
+            assert!(
+                (got - expected).abs() < 0.05,
+                "{d}/{l}: {got} vs {expected}"
+            );
         }
         assert_eq!(official(768, 24).padded_vocab_size(), 50288);
         assert_eq!(official(768, 24).d_in_proj(), 3352);
@@ -323,11 +367,25 @@ mod tests {
         let cases = [(768, 24, 4.848), (1024, 48, 12.915), (1536, 48, 19.354)];
         for (d, l, expected) in cases {
             let got = official(d, l).state_size().millions();
-            assert!((got - expected).abs() < 0.001, "{d}/{l}: {got} vs {expected}");
+            assert!(
+                (got - expected).abs() < 0.001,
+                "{d}/{l}: {got} vs {expected}"
+            );
         }
         let s = official(1024, 48).state_size();
         assert_eq!(s.ssm, 48 * 32 * 64 * 128);
         assert_eq!(s.total, s.ssm + s.conv);
+    }
+
+    #[test]
+    fn infinite_dt_limit_survives_json() {
+        let c = ModelConfig::new(64, 2, 256);
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(json.contains("\"dt_limit\":[0.0,null]"), "{json}");
+        let back: ModelConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, c);
+        let toml_text = toml::to_string(&c).unwrap();
+        assert_eq!(toml::from_str::<ModelConfig>(&toml_text).unwrap(), c);
     }
 
     #[test]

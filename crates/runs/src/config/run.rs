@@ -406,6 +406,22 @@ pub struct PasskeyConfig {
     /// Seed of the passkey draw.
     #[serde(default = "defaults::passkey_seed")]
     pub seed: u64,
+    /// How T_recall is read off the accuracy-per-length curve.
+    #[serde(default)]
+    pub recall_rule: RecallRule,
+}
+
+/// How T_recall is read off the accuracy per length. The paper's definition is "the maximum
+/// context length with accuracy >= threshold", which counts a length that passes again after
+/// a failure; the stricter reading stops at the first failing length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecallRule {
+    /// The longest length whose accuracy reaches the threshold (paper-faithful).
+    #[default]
+    Longest,
+    /// The longest length such that every length up to it reaches the threshold.
+    BeforeFirstFailure,
 }
 
 impl Default for PasskeyConfig {
@@ -417,6 +433,7 @@ impl Default for PasskeyConfig {
             depth_bins: defaults::depth_bins(),
             use_bos: false,
             seed: defaults::passkey_seed(),
+            recall_rule: RecallRule::default(),
         }
     }
 }
@@ -528,7 +545,10 @@ impl Mitigation {
             }
             _ => {}
         }
-        for (key, v) in [("dt_scale", self.dt_scale), ("state_norm_max", self.state_norm_max)] {
+        for (key, v) in [
+            ("dt_scale", self.dt_scale),
+            ("state_norm_max", self.state_norm_max),
+        ] {
             if let Some(v) = v
                 && !(v > 0.0 && v.is_finite())
             {
@@ -746,7 +766,10 @@ impl RunConfig {
         }
         let o = &self.optim;
         if !(o.lr > 0.0 && o.lr.is_finite()) {
-            return Err(Invalid::new("optim.lr", format!("must be positive, got {}", o.lr)));
+            return Err(Invalid::new(
+                "optim.lr",
+                format!("must be positive, got {}", o.lr),
+            ));
         }
         if !(0.0..=1.0).contains(&o.min_lr_ratio) {
             return Err(Invalid::new("optim.min_lr_ratio", "must be in [0, 1]"));
@@ -773,7 +796,10 @@ impl RunConfig {
             return Err(Invalid::new("data.train", "lists no shards"));
         }
         if !(0.0..1.0).contains(&d.validation_fraction) {
-            return Err(Invalid::new("data.validation_fraction", "must be in [0, 1)"));
+            return Err(Invalid::new(
+                "data.validation_fraction",
+                "must be in [0, 1)",
+            ));
         }
         if !(0.0..=1.0).contains(&d.synthetic.ratio) {
             return Err(Invalid::new("data.synthetic.ratio", "must be in [0, 1]"));
@@ -810,7 +836,10 @@ impl RunConfig {
             return Err(Invalid::new("eval.passkey.threshold", "must be in [0, 1]"));
         }
         if e.passkey.depth_bins == 0 {
-            return Err(Invalid::new("eval.passkey.depth_bins", "must be at least 1"));
+            return Err(Invalid::new(
+                "eval.passkey.depth_bins",
+                "must be at least 1",
+            ));
         }
         if e.diagnostics.sample_every == 0 {
             return Err(Invalid::new(

@@ -1,0 +1,235 @@
+//! The Mamba-2 language model: embedding → n_layer × (RMSNorm → mixer, residual) → RMSNorm →
+//! LM head (tied to the embedding by default).
+//!
+//! Three ways to run it, all computing the same function:
+//! - [`Mamba2::forward`]: a whole segment with the chunked SSD (training, prefill);
+//! - [`Mamba2::step`]: one token with the recurrence (decoding);
+//! - [`Mamba2::forward_streaming`]: an arbitrarily long sequence, segment by segment, handing
+//!   each segment's logits to a callback so memory does not grow with the length.
+
+use burn::module::Param;
+use burn::nn::{Embedding, Linear};
+use burn::prelude::*;
+
+use crate::Mamba2Config;
+use crate::mixer::{LayerState, LayerTrace, Mixer, rms_normalize};
+
+/// Inference-time interventions on the recurrence (paper.md section 6). Default: none.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScanHooks {
+    /// RRI: α_t ← λ_α α_t, applied as log α + ln λ_α after the softplus.
+    pub rri_alpha: Option<f64>,
+    /// RRI: B_t ← λ_B B_t.
+    pub rri_b: Option<f64>,
+    /// Δ_t ← s Δ_t after the softplus (affects decay and insertion).
+    pub dt_scale: Option<f64>,
+}
+
+impl ScanHooks {
+    /// True when no intervention is active.
+    pub fn is_identity(&self) -> bool {
+        *self == ScanHooks::default()
+    }
+}
+
+/// The recurrent state of the whole model.
+#[derive(Debug, Clone)]
+pub struct ModelState {
+    pub layers: Vec<LayerState>,
+}
+
+impl ModelState {
+    pub fn zeros(config: &Mamba2Config, batch: usize, device: &Device) -> Self {
+        Self {
+            layers: (0..config.n_layer)
+                .map(|_| LayerState::zeros(config, batch, device))
+                .collect(),
+        }
+    }
+
+    /// Cuts the autodiff graph at this state (truncated BPTT between segments).
+    pub fn detach(self) -> Self {
+        Self {
+            layers: self.layers.into_iter().map(LayerState::detach).collect(),
+        }
+    }
+}
+
+/// Activations recorded by [`Mamba2::forward_traced`].
+#[derive(Debug, Clone, Default)]
+pub struct ModelTrace {
+    /// Embedding output: [batch, length, d_model].
+    pub embeddings_bld: Option<Tensor<3>>,
+    /// Residual stream after each block.
+    pub block_outputs: Vec<Tensor<3>>,
+    /// Final RMSNorm output.
+    pub norm_f_bld: Option<Tensor<3>>,
+    /// Each mixer's intermediates.
+    pub layers: Vec<LayerTrace>,
+}
+
+/// One residual block: pre-norm, mixer.
+#[derive(Module, Debug)]
+pub struct Block {
+    /// RMSNorm weight before the mixer: [d_model].
+    pub norm_weight: Param<Tensor<1>>,
+    pub mixer: Mixer,
+}
+
+/// A Mamba-2 causal language model.
+#[derive(Module, Debug)]
+pub struct Mamba2 {
+    /// Token embedding: [padded_vocab, d_model].
+    pub embedding: Embedding,
+    pub layers: Vec<Block>,
+    /// Final RMSNorm weight: [d_model].
+    pub norm_f_weight: Param<Tensor<1>>,
+    /// Untied LM head (d_model → padded_vocab); `None` when tied to the embedding.
+    pub lm_head: Option<Linear>,
+    #[module(skip)]
+    pub config: Mamba2Config,
+}
+
+impl Mamba2 {
+    /// The model's configuration.
+    pub fn config(&self) -> &Mamba2Config {
+        &self.config
+    }
+
+    /// The device holding the parameters.
+    pub fn device(&self) -> Device {
+        self.norm_f_weight.val().device()
+    }
+
+    /// A zero state for `batch` sequences.
+    pub fn zero_state(&self, batch: usize) -> ModelState {
+        ModelState::zeros(&self.config, batch, &self.device())
+    }
+
+    fn norm(&self, x: Tensor<3>, weight: &Param<Tensor<1>>) -> Tensor<3> {
+        let d = self.config.d_model;
+        rms_normalize(x, self.config.norm_eps) * weight.val().reshape([1, 1, d])
+    }
+
+    fn head(&self, hidden_bld: Tensor<3>) -> Tensor<3> {
+        self.logits(self.norm(hidden_bld, &self.norm_f_weight))
+    }
+
+    fn logits(&self, normed: Tensor<3>) -> Tensor<3> {
+        match &self.lm_head {
+            Some(head) => head.forward(normed),
+            None => {
+                let [batch, len, d] = normed.dims();
+                let vocab = self.config.padded_vocab_size();
+                normed
+                    .reshape([batch * len, d])
+                    .matmul(self.embedding.weight.val().transpose())
+                    .reshape([batch, len, vocab])
+            }
+        }
+    }
+
+    /// Logits `[batch, length, padded_vocab]` for a segment of token ids `[batch, length]`,
+    /// continuing from `state` (or from zero), and the state after the segment.
+    pub fn forward(
+        &self,
+        ids_bl: Tensor<2, Int>,
+        state: Option<ModelState>,
+        hooks: &ScanHooks,
+    ) -> (Tensor<3>, ModelState) {
+        let (hidden, state) = self.forward_hidden(ids_bl, state, hooks, None);
+        (self.head(hidden), state)
+    }
+
+    /// Like [`Mamba2::forward`], also recording intermediate activations.
+    pub fn forward_traced(
+        &self,
+        ids_bl: Tensor<2, Int>,
+        state: Option<ModelState>,
+        hooks: &ScanHooks,
+    ) -> (Tensor<3>, ModelState, ModelTrace) {
+        let mut trace = ModelTrace::default();
+        let (hidden, state) = self.forward_hidden(ids_bl, state, hooks, Some(&mut trace));
+        let normed = self.norm(hidden, &self.norm_f_weight);
+        trace.norm_f_bld = Some(normed.clone());
+        (self.logits(normed), state, trace)
+    }
+
+    fn forward_hidden(
+        &self,
+        ids_bl: Tensor<2, Int>,
+        state: Option<ModelState>,
+        hooks: &ScanHooks,
+        mut trace: Option<&mut ModelTrace>,
+    ) -> (Tensor<3>, ModelState) {
+        let [batch, _] = ids_bl.dims();
+        let state = state.unwrap_or_else(|| self.zero_state(batch));
+        let mut hidden = self.embedding.forward(ids_bl);
+        if let Some(trace) = trace.as_deref_mut() {
+            trace.embeddings_bld = Some(hidden.clone());
+        }
+        let mut next = Vec::with_capacity(self.layers.len());
+        for (block, layer_state) in self.layers.iter().zip(state.layers) {
+            let normed = self.norm(hidden.clone(), &block.norm_weight);
+            let (out, new_state) = block.mixer.forward(
+                normed,
+                layer_state,
+                hooks,
+                trace.as_deref_mut().map(|t| &mut t.layers),
+            );
+            hidden = hidden + out;
+            if let Some(trace) = trace.as_deref_mut() {
+                trace.block_outputs.push(hidden.clone());
+            }
+            next.push(new_state);
+        }
+        (hidden, ModelState { layers: next })
+    }
+
+    /// Logits `[batch, padded_vocab]` for one token per sequence, and the advanced state.
+    pub fn step(
+        &self,
+        ids_b: Tensor<1, Int>,
+        state: ModelState,
+        hooks: &ScanHooks,
+    ) -> (Tensor<2>, ModelState) {
+        let mut hidden = self.embedding.forward(ids_b.unsqueeze_dim::<2>(1));
+        let mut next = Vec::with_capacity(self.layers.len());
+        for (block, layer_state) in self.layers.iter().zip(state.layers) {
+            let normed: Tensor<2> = self.norm(hidden.clone(), &block.norm_weight).squeeze_dim(1);
+            let (out, new_state) = block.mixer.step(normed, layer_state, hooks);
+            hidden = hidden + out.unsqueeze_dim::<3>(1);
+            next.push(new_state);
+        }
+        (
+            self.head(hidden).squeeze_dim(1),
+            ModelState { layers: next },
+        )
+    }
+
+    /// Runs `ids_bl` segment by segment (`segment_len` tokens each, the last may be shorter),
+    /// carrying the state, and calls `on_segment(start, logits)` for each segment. Only one
+    /// segment's activations exist at a time. Returns the final state.
+    pub fn forward_streaming(
+        &self,
+        ids_bl: Tensor<2, Int>,
+        segment_len: usize,
+        state: Option<ModelState>,
+        hooks: &ScanHooks,
+        mut on_segment: impl FnMut(usize, Tensor<3>),
+    ) -> ModelState {
+        let [batch, len] = ids_bl.dims();
+        let segment_len = segment_len.max(1);
+        let mut state = state.unwrap_or_else(|| self.zero_state(batch));
+        let mut start = 0;
+        while start < len {
+            let take = segment_len.min(len - start);
+            let (logits, next) =
+                self.forward(ids_bl.clone().narrow(1, start, take), Some(state), hooks);
+            on_segment(start, logits);
+            state = next;
+            start += take;
+        }
+        state
+    }
+}
