@@ -9,6 +9,7 @@
 //! - [`checkpoint`]: official state-spaces and Hugging Face checkpoints in, forgetlab's out;
 //! - [`ssd`]: the selective scan itself.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod device;
 pub mod error;

@@ -248,7 +248,7 @@ impl Weights {
 
     /// The model's parameters in official naming and layouts.
     pub fn from_model(model: &Mamba2) -> Self {
-        collect(model, |t| Some(t))
+        collect(model, Some)
     }
 
     /// The gradients of a model's parameters in official naming and layouts (parameters with

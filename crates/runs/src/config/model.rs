@@ -275,7 +275,7 @@ impl ModelConfig {
         if self.d_conv < 2 {
             return Err(Invalid::new("model.d_conv", "must be at least 2"));
         }
-        if self.d_inner() % self.headdim != 0 {
+        if !self.d_inner().is_multiple_of(self.headdim) {
             return Err(Invalid::new(
                 "model.headdim",
                 format!(
@@ -285,7 +285,7 @@ impl ModelConfig {
                 ),
             ));
         }
-        if self.nheads() % self.ngroups != 0 {
+        if !self.nheads().is_multiple_of(self.ngroups) {
             return Err(Invalid::new(
                 "model.ngroups",
                 format!(

@@ -700,6 +700,26 @@ impl RunConfig {
         crate::config::load_validated(path, Self::validate)
     }
 
+    /// The same config with every relative data path (shards, globs, tokenizer, cache)
+    /// resolved against `base`, as written into run directories so that runs do not depend on
+    /// the directory they were launched from.
+    pub fn with_absolute_paths(&self, base: &std::path::Path) -> RunConfig {
+        let abs = |p: &str| -> String {
+            let path = std::path::Path::new(p);
+            if path.is_absolute() {
+                p.to_string()
+            } else {
+                base.join(path).to_string_lossy().into_owned()
+            }
+        };
+        let mut out = self.clone();
+        out.data.train = self.data.train.iter().map(|p| abs(p)).collect();
+        out.data.validation = self.data.validation.iter().map(|p| abs(p)).collect();
+        out.data.tokenizer = base.join(&self.data.tokenizer);
+        out.data.cache_dir = self.data.cache_dir.as_ref().map(|c| base.join(c));
+        out
+    }
+
     /// Serialises to TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a RunConfig always serialises to TOML")
@@ -713,7 +733,7 @@ impl RunConfig {
             return Err(Invalid::new("train.seq_len", "must be at least 1"));
         }
         let seg = t.segment_len();
-        if seg == 0 || t.seq_len % seg != 0 {
+        if seg == 0 || !t.seq_len.is_multiple_of(seg) {
             return Err(Invalid::new(
                 "train.segment_len",
                 format!(
@@ -722,7 +742,7 @@ impl RunConfig {
                 ),
             ));
         }
-        if t.tokens_per_step < t.seq_len || t.tokens_per_step % t.seq_len != 0 {
+        if t.tokens_per_step < t.seq_len || !t.tokens_per_step.is_multiple_of(t.seq_len) {
             return Err(Invalid::new(
                 "train.tokens_per_step",
                 format!(
@@ -733,7 +753,7 @@ impl RunConfig {
         }
         if let Some(m) = t.micro_batch_tokens {
             let per_micro = (m / t.seq_len).max(1);
-            if m == 0 || t.sequences_per_step() % per_micro != 0 {
+            if m == 0 || !t.sequences_per_step().is_multiple_of(per_micro) {
                 return Err(Invalid::new(
                     "train.micro_batch_tokens",
                     format!(
@@ -779,13 +799,13 @@ impl RunConfig {
                 return Err(Invalid::new(format!("optim.{key}"), "must be in [0, 1)"));
             }
         }
-        if !(o.eps > 0.0) {
+        if o.eps.is_nan() || o.eps <= 0.0 {
             return Err(Invalid::new("optim.eps", "must be positive"));
         }
-        if !(o.weight_decay >= 0.0) {
+        if o.weight_decay.is_nan() || o.weight_decay < 0.0 {
             return Err(Invalid::new("optim.weight_decay", "must be >= 0"));
         }
-        if !(o.grad_clip >= 0.0) {
+        if o.grad_clip.is_nan() || o.grad_clip < 0.0 {
             return Err(Invalid::new("optim.grad_clip", "must be >= 0 (0 = off)"));
         }
         if !(0.0..=1.0).contains(&o.decay_fraction) {
@@ -826,7 +846,7 @@ impl RunConfig {
         if e.bucket == Some(0) {
             return Err(Invalid::new("eval.bucket", "must be at least 1"));
         }
-        if !(e.verdict.epsilon >= 0.0) {
+        if e.verdict.epsilon.is_nan() || e.verdict.epsilon < 0.0 {
             return Err(Invalid::new("eval.verdict.epsilon", "must be >= 0"));
         }
         if e.passkey.samples == 0 {

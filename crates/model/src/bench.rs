@@ -1,0 +1,154 @@
+//! Throughput and memory of the model alone: training (forward + backward of the next-token
+//! loss) and streaming evaluation, for the two reference configurations of the project's
+//! benchmark (A: d_model 128, 4 layers, d_state 16, headdim 32; B: d_model 256, 4 layers,
+//! d_state 64, headdim 64; vocab 8192), at several sequence lengths with a fixed number of
+//! tokens per step. Used by `cargo bench -p forgetlab-model` and `forgetlab bench model`.
+
+use std::time::Instant;
+
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use serde::Serialize;
+
+use crate::{Mamba2, Mamba2Config, ScanHooks};
+
+/// A named benchmark configuration.
+#[derive(Debug, Clone)]
+pub struct BenchModel {
+    pub name: &'static str,
+    pub config: Mamba2Config,
+}
+
+/// The project's two reference configurations.
+pub fn reference_models(chunk_size: usize) -> Vec<BenchModel> {
+    let make = |d_model, d_state, headdim| {
+        let mut c = Mamba2Config::new(d_model, 4, 8192);
+        c.d_state = d_state;
+        c.headdim = headdim;
+        c.chunk_size = chunk_size;
+        c
+    };
+    vec![
+        BenchModel {
+            name: "A",
+            config: make(128, 16, 32),
+        },
+        BenchModel {
+            name: "B",
+            config: make(256, 64, 64),
+        },
+    ]
+}
+
+/// One measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub model: String,
+    pub mode: String,
+    pub seq_len: usize,
+    pub tokens_per_step: usize,
+    pub chunk_size: usize,
+    pub tokens_per_s: f64,
+    pub seconds_per_step: f64,
+    /// Peak resident memory of the process during this measurement, MiB (Linux only).
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// Mean next-token cross-entropy over every position: logits [b, l, v], targets [b, l].
+pub fn next_token_loss(logits_blv: Tensor<3>, targets_bl: Tensor<2, Int>) -> Tensor<1> {
+    let [batch, len, vocab] = logits_blv.dims();
+    let log_probs = log_softmax(logits_blv.reshape([batch * len, vocab]), 1);
+    log_probs
+        .gather(1, targets_bl.reshape([batch * len, 1]))
+        .mean()
+        .neg()
+}
+
+fn tokens(batch: usize, len: usize, vocab: usize, seed: usize, device: &Device) -> Tensor<2, Int> {
+    let values: Vec<i64> = (0..batch * len)
+        .map(|i| ((i * 2654435761 + seed * 97) % vocab) as i64)
+        .collect();
+    Tensor::from_data(TensorData::new(values, [batch, len]), device)
+}
+
+/// Times `steps` training steps (after one warm-up) of `model` at `seq_len`, with
+/// `tokens_per_step` tokens per step.
+pub fn bench_training(
+    bench: &BenchModel,
+    seq_len: usize,
+    tokens_per_step: usize,
+    steps: usize,
+) -> BenchResult {
+    let device = Device::flex().autodiff();
+    let model = Mamba2::init(&bench.config, 0, &device).expect("reference configs are valid");
+    let batch = (tokens_per_step / seq_len).max(1);
+    let vocab = bench.config.vocab_size;
+    let run = |i: usize| {
+        let ids = tokens(batch, seq_len + 1, vocab, i, &device);
+        let inputs = ids.clone().narrow(1, 0, seq_len);
+        let targets = ids.narrow(1, 1, seq_len);
+        let (logits, _) = model.forward(inputs, None, &ScanHooks::default());
+        let loss = next_token_loss(logits, targets);
+        let grads = loss.backward();
+        drop(grads);
+    };
+    run(0);
+    reset_peak_rss();
+    let start = Instant::now();
+    for i in 0..steps {
+        run(i + 1);
+    }
+    let seconds = start.elapsed().as_secs_f64() / steps as f64;
+    BenchResult {
+        model: bench.name.to_string(),
+        mode: "train".to_string(),
+        seq_len,
+        tokens_per_step: batch * seq_len,
+        chunk_size: bench.config.chunk_size,
+        tokens_per_s: (batch * seq_len) as f64 / seconds,
+        seconds_per_step: seconds,
+        peak_rss_mib: peak_rss_mib(),
+    }
+}
+
+/// Times a streaming evaluation of `total_len` tokens (batch 1) in segments of `segment_len`,
+/// computing the per-token loss of each segment and dropping its logits.
+pub fn bench_streaming(bench: &BenchModel, total_len: usize, segment_len: usize) -> BenchResult {
+    let device = Device::flex();
+    let model = Mamba2::init(&bench.config, 0, &device).expect("reference configs are valid");
+    let ids = tokens(1, total_len + 1, bench.config.vocab_size, 1, &device);
+    let inputs = ids.clone().narrow(1, 0, total_len);
+    reset_peak_rss();
+    let start = Instant::now();
+    let mut loss_sum = 0.0f64;
+    model.forward_streaming(inputs, segment_len, None, &ScanHooks::default(), |begin, logits| {
+        let len = logits.dims()[1];
+        let targets = ids.clone().narrow(1, begin + 1, len);
+        loss_sum += next_token_loss(logits, targets).into_scalar::<f32>() as f64 * len as f64;
+    });
+    let seconds = start.elapsed().as_secs_f64();
+    assert!(loss_sum.is_finite());
+    BenchResult {
+        model: bench.name.to_string(),
+        mode: format!("stream/{segment_len}"),
+        seq_len: total_len,
+        tokens_per_step: segment_len,
+        chunk_size: bench.config.chunk_size,
+        tokens_per_s: total_len as f64 / seconds,
+        seconds_per_step: seconds * segment_len as f64 / total_len as f64,
+        peak_rss_mib: peak_rss_mib(),
+    }
+}
+
+/// Resets the kernel's peak-RSS counter of this process (Linux; no-op elsewhere).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident set size of this process in MiB since the last reset (Linux).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}

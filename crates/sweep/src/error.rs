@@ -1,0 +1,46 @@
+//! Errors of the sweep library. Configuration mistakes keep the located form of
+//! [`ConfigError`] (file, line, dotted key); everything else names the file, run or command
+//! involved.
+
+use std::path::PathBuf;
+
+use forgetlab_runs::ConfigError;
+
+/// Why a sweep operation could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// The experiment file (or a run config it produces) is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A child process (`forgetlab train`, `sbatch`, ...) could not be started.
+    #[error("could not run {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An existing run directory disagrees with the plan and holds progress.
+    #[error("run {run}: {message}")]
+    RunConflict { run: String, message: String },
+    /// The experiment reference names nothing that exists.
+    #[error("no experiment at {given}: tried {tried}")]
+    NotFound { given: String, tried: String },
+    /// A Slurm command failed or answered something unexpected.
+    #[error("slurm: {0}")]
+    Slurm(String),
+}
+
+impl SweepError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        SweepError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

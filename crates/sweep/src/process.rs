@@ -1,0 +1,350 @@
+//! Running `forgetlab` subprocesses (train, eval, fit, report) and passing signals on to them.
+//!
+//! The sweep never trains in-process: each stage is a child process, so a crash, a NaN or an
+//! out-of-memory kill takes down one run, not the sweep. Signals (SIGINT, SIGTERM, SIGUSR1)
+//! that reach the sweep while it supervises children are forwarded to them, once each: the
+//! trainer checkpoints and exits 3, and the sweep stops starting new work. Outside supervision
+//! the signals keep their default action.
+
+use std::ffi::OsString;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use forgetlab_runs::{ExperimentDir, RunDir, RunStatus};
+
+use crate::error::SweepError;
+
+/// Exit status of a forgetlab command that stopped on a signal after checkpointing.
+pub const EXIT_INTERRUPTED: i32 = 3;
+
+/// The forgetlab executable and the CPU threads each of its processes may use.
+#[derive(Debug, Clone)]
+pub struct Forgetlab {
+    pub exe: PathBuf,
+    pub threads: usize,
+}
+
+impl Forgetlab {
+    pub fn new(exe: impl Into<PathBuf>, threads: usize) -> Self {
+        Self {
+            exe: exe.into(),
+            threads: threads.max(1),
+        }
+    }
+
+    fn command(&self, args: Vec<OsString>) -> Command {
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("--threads")
+            .arg(self.threads.to_string())
+            .args(args);
+        cmd
+    }
+
+    /// `forgetlab train <run>/config.toml --run-dir <run>` (resumes from the newest checkpoint).
+    pub fn train(&self, run: &RunDir) -> Command {
+        self.command(vec![
+            "train".into(),
+            run.config().into(),
+            "--run-dir".into(),
+            run.root().into(),
+        ])
+    }
+
+    /// `forgetlab eval all <run>`.
+    pub fn eval(&self, run: &RunDir) -> Command {
+        self.command(vec!["eval".into(), "all".into(), run.root().into()])
+    }
+
+    /// `forgetlab fit <experiment-dir>`.
+    pub fn fit(&self, dir: &ExperimentDir) -> Command {
+        self.command(vec!["fit".into(), dir.root().into()])
+    }
+
+    /// `forgetlab report <experiment-dir>`.
+    pub fn report(&self, dir: &ExperimentDir) -> Command {
+        self.command(vec!["report".into(), dir.root().into()])
+    }
+}
+
+/// How a child process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// Exit status 0.
+    Success,
+    /// Exit status 3: stopped on a signal after checkpointing (resumable).
+    Interrupted,
+    /// Any other status, or killed by a signal.
+    Failed {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
+}
+
+impl Exit {
+    fn of(status: ExitStatus) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        match status.code() {
+            Some(0) => Exit::Success,
+            Some(EXIT_INTERRUPTED) => Exit::Interrupted,
+            code => Exit::Failed {
+                code,
+                signal: status.signal(),
+            },
+        }
+    }
+
+    /// Exit code, when the process exited normally.
+    pub fn code(&self) -> Option<i32> {
+        match self {
+            Exit::Success => Some(0),
+            Exit::Interrupted => Some(EXIT_INTERRUPTED),
+            Exit::Failed { code, .. } => *code,
+        }
+    }
+
+    /// `exit status 1`, `killed by signal 9`, ...
+    pub fn describe(&self) -> String {
+        match self {
+            Exit::Success => "exit status 0".into(),
+            Exit::Interrupted => "exit status 3 (interrupted, resumable)".into(),
+            Exit::Failed { code: Some(c), .. } => format!("exit status {c}"),
+            Exit::Failed {
+                signal: Some(s), ..
+            } => format!("killed by signal {s}"),
+            Exit::Failed { .. } => "unknown exit".into(),
+        }
+    }
+}
+
+/// Where a child's stdout and stderr go.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// The sweep's own stdout/stderr (Slurm tasks: the job's output file).
+    Inherit,
+    /// Appended to a file, after a header line naming the command.
+    File(PathBuf),
+}
+
+// Process-wide signal state. The handlers are installed once; while no supervisor is active
+// they perform the signal's default action.
+static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+static SEEN: AtomicUsize = AtomicUsize::new(0);
+static LAST: AtomicI32 = AtomicI32::new(0);
+static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// The signals the sweep forwards to its children.
+pub const FORWARDED_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1];
+
+fn install_handlers() -> Result<(), String> {
+    INSTALLED
+        .get_or_init(|| {
+            for signal in FORWARDED_SIGNALS {
+                let action = move || {
+                    if ACTIVE.load(Ordering::SeqCst) > 0 {
+                        LAST.store(signal, Ordering::SeqCst);
+                        SEEN.fetch_add(1, Ordering::SeqCst);
+                    } else {
+                        let _ = signal_hook::low_level::emulate_default_handler(signal);
+                    }
+                };
+                // SAFETY: the action only touches atomics or performs the default action,
+                // both async-signal-safe.
+                unsafe { signal_hook::low_level::register(signal, action) }
+                    .map_err(|e| format!("cannot install a handler for signal {signal}: {e}"))?;
+            }
+            Ok(())
+        })
+        .clone()
+}
+
+/// Supervises children: notices stop requests (a caught signal or an external flag) and
+/// forwards them to the child being waited on.
+pub struct Supervisor {
+    stop: Arc<AtomicBool>,
+    seen_at_start: usize,
+    handles_signals: bool,
+}
+
+impl Supervisor {
+    /// With `handle_signals`, SIGINT/SIGTERM/SIGUSR1 reaching this process are forwarded to the
+    /// children instead of ending it. `stop` is an extra way to ask for a stop (tests,
+    /// embedding programs); children then receive SIGTERM.
+    pub fn new(stop: Option<Arc<AtomicBool>>, handle_signals: bool) -> Self {
+        let handles_signals = handle_signals
+            && match install_handlers() {
+                Ok(()) => true,
+                Err(err) => {
+                    tracing::warn!("{err}; signals will not be forwarded");
+                    false
+                }
+            };
+        if handles_signals {
+            ACTIVE.fetch_add(1, Ordering::SeqCst);
+        }
+        Self {
+            stop: stop.unwrap_or_default(),
+            seen_at_start: SEEN.load(Ordering::SeqCst),
+            handles_signals,
+        }
+    }
+
+    fn signals_seen(&self) -> usize {
+        if self.handles_signals {
+            SEEN.load(Ordering::SeqCst) - self.seen_at_start
+        } else {
+            0
+        }
+    }
+
+    /// True once a stop was requested: no new work should start.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst) || self.signals_seen() > 0
+    }
+
+    /// Asks every supervised child to stop (as SIGTERM would).
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Runs `cmd` to completion, forwarding stop requests, calling `on_poll` about every
+    /// 200 ms while it runs. With `own_group`, the child gets its own process group, so a
+    /// Ctrl-C on the terminal reaches it only through this supervisor (exactly once).
+    pub fn run(
+        &self,
+        mut cmd: Command,
+        output: &Output,
+        own_group: bool,
+        on_poll: &mut dyn FnMut(),
+    ) -> Result<Exit, SweepError> {
+        let program = describe_command(&cmd);
+        cmd.stdin(Stdio::null());
+        if let Output::File(path) = output {
+            let mut file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| SweepError::io(path, e))?;
+            let _ = writeln!(
+                file,
+                "=== {} [{}] ===",
+                program,
+                forgetlab_runs::unix_now() as u64
+            );
+            let err = file.try_clone().map_err(|e| SweepError::io(path, e))?;
+            cmd.stdout(file).stderr(err);
+        }
+        if own_group {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        let mut child = cmd.spawn().map_err(|source| SweepError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+        let pid = child.id() as libc::pid_t;
+        let mut forwarded = 0usize;
+        let mut sent_stop = false;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Ok(Exit::of(status)),
+                Ok(None) => {}
+                Err(source) => {
+                    return Err(SweepError::Spawn { program, source });
+                }
+            }
+            // The child is not reaped yet, so its pid cannot have been reused.
+            let seen = self.signals_seen();
+            if seen > forwarded {
+                let signal = LAST.load(Ordering::SeqCst);
+                // SAFETY: kill(2) on our own unreaped child.
+                unsafe { libc::kill(pid, signal) };
+                forwarded = seen;
+                sent_stop = true;
+            } else if !sent_stop && self.stop.load(Ordering::SeqCst) {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+                sent_stop = true;
+            }
+            on_poll();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if self.handles_signals {
+            ACTIVE.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// `forgetlab --threads 2 train ...` for messages.
+pub fn describe_command(cmd: &Command) -> String {
+    let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
+    parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    parts.join(" ")
+}
+
+/// This machine's host name.
+pub fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+}
+
+/// Whether the process behind a `running` status is still at work: a live trainer process on
+/// this host, or an active Slurm job. Returns who holds it.
+pub fn live_elsewhere(status: &RunStatus) -> Option<String> {
+    if let Some(who) = live_here(status) {
+        return Some(who);
+    }
+    if let Some(job) = &status.slurm_job
+        && crate::slurm::job_active(job) == Some(true)
+    {
+        return Some(format!("Slurm job {job}"));
+    }
+    None
+}
+
+/// Like [`live_elsewhere`], looking only at processes on this host.
+pub fn live_here(status: &RunStatus) -> Option<String> {
+    if let (Some(host), Some(pid)) = (&status.host, status.pid)
+        && Some(host) == hostname().as_ref()
+        && pid != std::process::id()
+        && process_mentions(pid, "train")
+    {
+        return Some(format!("pid {pid} on {host}"));
+    }
+    None
+}
+
+fn process_mentions(pid: u32, word: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|bytes| bytes.split(|&b| b == 0).any(|arg| arg == word.as_bytes()))
+        .unwrap_or(false)
+}
+
+/// Available CPU cores.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Console log of a run's child processes (stdout and stderr of train and eval, appended).
+pub fn console_log(run: &RunDir) -> PathBuf {
+    run.root().join("console.log")
+}
+
+/// Console log of experiment-level commands (fit, report).
+pub fn experiment_console_log(dir: &ExperimentDir) -> PathBuf {
+    dir.root().join("console.log")
+}
