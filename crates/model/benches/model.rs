@@ -34,7 +34,9 @@ fn main() {
             r.seq_len,
             r.tokens_per_s,
             r.seconds_per_step,
-            r.peak_rss_mib.map(|m| format!("{m:.0}")).unwrap_or_default()
+            r.peak_rss_mib
+                .map(|m| format!("{m:.0}"))
+                .unwrap_or_default()
         );
     }
 }

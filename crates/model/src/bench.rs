@@ -121,11 +121,17 @@ pub fn bench_streaming(bench: &BenchModel, total_len: usize, segment_len: usize)
     reset_peak_rss();
     let start = Instant::now();
     let mut loss_sum = 0.0f64;
-    model.forward_streaming(inputs, segment_len, None, &ScanHooks::default(), |begin, logits| {
-        let len = logits.dims()[1];
-        let targets = ids.clone().narrow(1, begin + 1, len);
-        loss_sum += next_token_loss(logits, targets).into_scalar::<f32>() as f64 * len as f64;
-    });
+    model.forward_streaming(
+        inputs,
+        segment_len,
+        None,
+        &ScanHooks::default(),
+        |begin, logits| {
+            let len = logits.dims()[1];
+            let targets = ids.clone().narrow(1, begin + 1, len);
+            loss_sum += next_token_loss(logits, targets).into_scalar::<f32>() as f64 * len as f64;
+        },
+    );
     let seconds = start.elapsed().as_secs_f64();
     assert!(loss_sum.is_finite());
     BenchResult {

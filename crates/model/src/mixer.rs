@@ -10,7 +10,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::{silu, softplus};
 
-use crate::ssd::{ScanInputs, scan_chunked, scan_step};
+use crate::ssd::{ScanInputs, WindowState, scan_chunked, scan_step, window_correction};
 use crate::{Mamba2Config, ScanHooks};
 
 /// A mixer's recurrent state: everything it needs to continue a sequence.
@@ -20,6 +20,8 @@ pub struct LayerState {
     pub conv_bkc: Tensor<3>,
     /// SSM state: [batch, heads, headdim, d_state].
     pub ssm_bhpn: Tensor<4>,
+    /// Sliding-window read-out state, present only while that intervention is active.
+    pub window: Option<WindowState>,
 }
 
 impl LayerState {
@@ -31,6 +33,7 @@ impl LayerState {
                 [batch, config.nheads(), config.headdim, config.d_state],
                 device,
             ),
+            window: None,
         }
     }
 
@@ -39,6 +42,13 @@ impl LayerState {
         Self {
             conv_bkc: self.conv_bkc.detach(),
             ssm_bhpn: self.ssm_bhpn.detach(),
+            window: self.window.map(|w| WindowState {
+                x_brhp: w.x_brhp.detach(),
+                dt_brh: w.dt_brh.detach(),
+                log_alpha_brh: w.log_alpha_brh.detach(),
+                b_brgn: w.b_brgn.detach(),
+                lagged_bhpn: w.lagged_bhpn.detach(),
+            }),
         }
     }
 }
@@ -208,17 +218,19 @@ impl Mixer {
         let (xbc_blc, conv_bkc) = self.conv(projected.xbc_blc, state.conv_bkc);
         let (x_blhp, b_blgn, c_blgn) = self.split_xbc(xbc_blc, hooks);
         let (dt_blh, log_alpha_blh) = self.discretize(projected.dt_blh, hooks);
-        let (y_blhp, ssm_bhpn) = scan_chunked(
-            ScanInputs {
-                x_blhp: x_blhp.clone(),
-                dt_blh,
-                log_alpha_blh: log_alpha_blh.clone(),
-                b_blgn,
-                c_blgn,
-            },
-            state.ssm_bhpn,
-            c.chunk_size,
-        );
+        let inputs = ScanInputs {
+            x_blhp: x_blhp.clone(),
+            dt_blh,
+            log_alpha_blh: log_alpha_blh.clone(),
+            b_blgn,
+            c_blgn,
+        };
+        let (y_blhp, window) = self.windowed(&inputs, state.window, hooks, batch);
+        let (y_full_blhp, ssm_bhpn) = scan_chunked(inputs, state.ssm_bhpn, c.chunk_size);
+        let y_blhp = match y_blhp {
+            Some(correction) => y_full_blhp - correction,
+            None => y_full_blhp,
+        };
         let y_blhp = y_blhp + x_blhp * self.d.val().reshape([1, 1, c.nheads(), 1]);
         let y_bli = y_blhp.reshape([batch, len, c.d_inner()]);
         let normed_bli = self.gated_norm(y_bli.clone(), projected.z_bli.clone());
@@ -233,7 +245,37 @@ impl Mixer {
                 out_bld: out_bld.clone(),
             });
         }
-        (out_bld, LayerState { conv_bkc, ssm_bhpn })
+        (
+            out_bld,
+            LayerState {
+                conv_bkc,
+                ssm_bhpn,
+                window,
+            },
+        )
+    }
+
+    /// The sliding-window correction for a segment, when that intervention is on.
+    fn windowed(
+        &self,
+        inputs: &ScanInputs,
+        window: Option<WindowState>,
+        hooks: &ScanHooks,
+        batch: usize,
+    ) -> (Option<Tensor<4>>, Option<WindowState>) {
+        let Some(r) = hooks.sliding_window else {
+            return (None, None);
+        };
+        let c = &self.config;
+        let window = window.filter(|w| w.len() == r).unwrap_or_else(|| {
+            WindowState::zeros(
+                r,
+                [batch, c.nheads(), c.headdim, c.ngroups, c.d_state],
+                &inputs.x_blhp.device(),
+            )
+        });
+        let (correction, window) = window_correction(inputs, window, c.chunk_size);
+        (Some(correction), Some(window))
     }
 
     /// Processes one token `u_bd` ([batch, d_model]) from `state` (the recurrent form).
@@ -251,19 +293,37 @@ impl Mixer {
         let (dt_b1h, log_alpha_b1h) = self.discretize(projected.dt_blh, hooks);
         let (y_bhp, ssm_bhpn) = scan_step(
             x_b1hp.clone().squeeze_dim(1),
-            dt_b1h.squeeze_dim(1),
-            log_alpha_b1h.squeeze_dim(1),
-            b_b1gn.squeeze_dim(1),
-            c_b1gn.squeeze_dim(1),
+            dt_b1h.clone().squeeze_dim(1),
+            log_alpha_b1h.clone().squeeze_dim(1),
+            b_b1gn.clone().squeeze_dim(1),
+            c_b1gn.clone().squeeze_dim(1),
             state.ssm_bhpn,
         );
-        let y_b1hp =
-            y_bhp.unsqueeze_dim::<4>(1) + x_b1hp * self.d.val().reshape([1, 1, c.nheads(), 1]);
+        let inputs = ScanInputs {
+            x_blhp: x_b1hp.clone(),
+            dt_blh: dt_b1h,
+            log_alpha_blh: log_alpha_b1h,
+            b_blgn: b_b1gn,
+            c_blgn: c_b1gn,
+        };
+        let (correction, window) = self.windowed(&inputs, state.window, hooks, batch);
+        let mut y_b1hp = y_bhp.unsqueeze_dim::<4>(1);
+        if let Some(correction) = correction {
+            y_b1hp = y_b1hp - correction;
+        }
+        let y_b1hp = y_b1hp + x_b1hp * self.d.val().reshape([1, 1, c.nheads(), 1]);
         let y_b1i = y_b1hp.reshape([batch, 1, c.d_inner()]);
         let out_b1d = self
             .out_proj
             .forward(self.gated_norm(y_b1i, projected.z_bli));
-        (out_b1d.squeeze_dim(1), LayerState { conv_bkc, ssm_bhpn })
+        (
+            out_b1d.squeeze_dim(1),
+            LayerState {
+                conv_bkc,
+                ssm_bhpn,
+                window,
+            },
+        )
     }
 }
 

@@ -23,12 +23,23 @@ pub struct ScanHooks {
     pub rri_b: Option<f64>,
     /// Δ_t ← s Δ_t after the softplus (affects decay and insertion).
     pub dt_scale: Option<f64>,
+    /// Exact sliding window: y_t reads h_t − α_{t−r+1:t} h_{t−r}, the state of the last r
+    /// tokens; the recurrence keeps the full state.
+    pub sliding_window: Option<usize>,
+    /// State-norm clipping: after every streaming segment, each head's SSM state is shrunk to
+    /// at most this Frobenius norm (`[layer][head]`): h ← h · min(1, τ/‖h‖).
+    pub state_norm_max: Option<Vec<Vec<f32>>>,
 }
 
 impl ScanHooks {
     /// True when no intervention is active.
     pub fn is_identity(&self) -> bool {
         *self == ScanHooks::default()
+    }
+
+    /// Whether RRI is configured as the identity (λ_α = λ_B = 1) or off.
+    pub fn rri_is_identity(&self) -> bool {
+        self.rri_alpha.is_none_or(|v| v == 1.0) && self.rri_b.is_none_or(|v| v == 1.0)
     }
 }
 
@@ -52,6 +63,46 @@ impl ModelState {
         Self {
             layers: self.layers.into_iter().map(LayerState::detach).collect(),
         }
+    }
+
+    /// Shrinks each head's SSM state to at most `max_norm[layer][head]` (Frobenius norm).
+    pub fn clip_norms(self, max_norm: &[Vec<f32>]) -> Self {
+        let layers = self
+            .layers
+            .into_iter()
+            .zip(max_norm)
+            .map(|(mut layer, limits)| {
+                let [batch, heads, _, _] = layer.ssm_bhpn.dims();
+                let device = layer.ssm_bhpn.device();
+                let limit =
+                    Tensor::<1>::from_data(TensorData::new(limits.clone(), [heads]), &device)
+                        .reshape([1, heads, 1, 1]);
+                let norm = layer.ssm_bhpn.clone().square().sum_dim(3).sum_dim(2).sqrt();
+                let scale = (limit.expand([batch, heads, 1, 1]) / norm).clamp_max(1.0);
+                layer.ssm_bhpn = layer.ssm_bhpn * scale;
+                layer
+            })
+            .collect();
+        Self { layers }
+    }
+
+    /// Frobenius norm of every head's SSM state: `[layer][batch * heads]`, batch-major.
+    pub fn ssm_norms(&self) -> Vec<Vec<f32>> {
+        self.layers
+            .iter()
+            .map(|l| {
+                l.ssm_bhpn
+                    .clone()
+                    .square()
+                    .sum_dim(3)
+                    .sum_dim(2)
+                    .sqrt()
+                    .into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .expect("f32 data")
+            })
+            .collect()
     }
 }
 
@@ -227,7 +278,10 @@ impl Mamba2 {
             let (logits, next) =
                 self.forward(ids_bl.clone().narrow(1, start, take), Some(state), hooks);
             on_segment(start, logits);
-            state = next;
+            state = match &hooks.state_norm_max {
+                Some(limits) => next.clip_norms(limits),
+                None => next,
+            };
             start += take;
         }
         state

@@ -221,6 +221,105 @@ pub fn scan_step(
     (y_bhp, state_bhpn)
 }
 
+/// State of the exact sliding-window read-out (paper.md section 6, method 3) for one layer.
+///
+/// Because the state is a decayed sum, `h_t − α_{t−r+1:t} h_{t−r}` is exactly the state built from
+/// the last r tokens. `h_{t−r}` is the state of the same recurrence run on inputs delayed by r
+/// positions, so it is computed by a second scan over the delayed inputs; this keeps the last r
+/// inputs and that lagged state.
+#[derive(Debug, Clone)]
+pub struct WindowState {
+    /// The last r positions of x, Δ, log α and B.
+    pub x_brhp: Tensor<4>,
+    pub dt_brh: Tensor<3>,
+    pub log_alpha_brh: Tensor<3>,
+    pub b_brgn: Tensor<4>,
+    /// h_{t−r}: [batch, heads, headdim, d_state].
+    pub lagged_bhpn: Tensor<4>,
+}
+
+impl WindowState {
+    /// The state before any token: an empty (all-zero) window.
+    pub fn zeros(
+        window: usize,
+        [batch, heads, headdim, groups, d_state]: [usize; 5],
+        device: &Device,
+    ) -> Self {
+        Self {
+            x_brhp: Tensor::zeros([batch, window, heads, headdim], device),
+            dt_brh: Tensor::zeros([batch, window, heads], device),
+            log_alpha_brh: Tensor::zeros([batch, window, heads], device),
+            b_brgn: Tensor::zeros([batch, window, groups, d_state], device),
+            lagged_bhpn: Tensor::zeros([batch, heads, headdim, d_state], device),
+        }
+    }
+
+    /// The window length r.
+    pub fn len(&self) -> usize {
+        self.dt_brh.dims()[1]
+    }
+
+    /// Whether the window has length zero (never: a window is at least one token).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What the sliding window removes from a segment's outputs: `α_{t−r+1:t} · C_t h_{t−r}` for
+/// each position ([batch, length, heads, headdim]), and the advanced window state. Subtracting
+/// it from [`scan_chunked`]'s output gives the output of the state of the last r tokens.
+pub fn window_correction(
+    inputs: &ScanInputs,
+    window: WindowState,
+    chunk_size: usize,
+) -> (Tensor<4>, WindowState) {
+    let len = inputs.dt_blh.dims()[1];
+    let r = window.len();
+    // Concatenate the kept inputs with this segment's; the first `len` are the delayed inputs,
+    // the last `r` are the next window.
+    fn shift<const D: usize>(
+        kept: Tensor<D>,
+        new: Tensor<D>,
+        len: usize,
+        r: usize,
+    ) -> (Tensor<D>, Tensor<D>) {
+        let all = Tensor::cat(vec![kept, new], 1);
+        (all.clone().narrow(1, 0, len), all.narrow(1, len, r))
+    }
+    let (x_d, x_keep) = shift(window.x_brhp, inputs.x_blhp.clone(), len, r);
+    let (dt_d, dt_keep) = shift(window.dt_brh, inputs.dt_blh.clone(), len, r);
+    let all_log_alpha = Tensor::cat(vec![window.log_alpha_brh, inputs.log_alpha_blh.clone()], 1);
+    let la_d = all_log_alpha.clone().narrow(1, 0, len);
+    let la_keep = all_log_alpha.clone().narrow(1, len, r);
+    let (b_d, b_keep) = shift(window.b_brgn, inputs.b_blgn.clone(), len, r);
+
+    let (y_lag_blhp, lagged_bhpn) = scan_chunked(
+        ScanInputs {
+            x_blhp: x_d,
+            dt_blh: dt_d,
+            log_alpha_blh: la_d,
+            b_blgn: b_d,
+            c_blgn: inputs.c_blgn.clone(),
+        },
+        window.lagged_bhpn,
+        chunk_size,
+    );
+    // log α_{t−r+1:t}: a difference of prefix sums over the concatenation.
+    let cum = all_log_alpha.cumsum(1);
+    let window_log_decay_blh = cum.clone().narrow(1, r, len) - cum.narrow(1, 0, len);
+    let correction = y_lag_blhp * window_log_decay_blh.exp().unsqueeze_dim::<4>(3);
+    (
+        correction,
+        WindowState {
+            x_brhp: x_keep,
+            dt_brh: dt_keep,
+            log_alpha_brh: la_keep,
+            b_brgn: b_keep,
+            lagged_bhpn,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,5 +395,33 @@ mod tests {
         let (y2, s2) = scan_chunked(part(&inp, 10, 13), s1, 4);
         assert_close(&Tensor::cat(vec![y1, y2], 1), &y_all, 1e-5, "y");
         assert_close(&s2, &s_all, 1e-5, "state");
+    }
+
+    #[test]
+    fn sliding_window_reads_the_state_of_the_last_r_tokens() {
+        let (len, r, chunk) = (29, 6, 4);
+        let (inp, _) = inputs(2, len, 4, 2, 7);
+        let zero = Tensor::zeros([2, 4, 4, 3], &cpu());
+        let (y_full, _) = scan_chunked(inp.clone(), zero.clone(), chunk);
+        // In two segments, to cross a boundary inside the window.
+        let part = |start: usize, n: usize| ScanInputs {
+            x_blhp: inp.x_blhp.clone().narrow(1, start, n),
+            dt_blh: inp.dt_blh.clone().narrow(1, start, n),
+            log_alpha_blh: inp.log_alpha_blh.clone().narrow(1, start, n),
+            b_blgn: inp.b_blgn.clone().narrow(1, start, n),
+            c_blgn: inp.c_blgn.clone().narrow(1, start, n),
+        };
+        let window = WindowState::zeros(r, [2, 4, 4, 2, 3], &cpu());
+        let (c1, window) = window_correction(&part(0, 11), window, chunk);
+        let (c2, _) = window_correction(&part(11, len - 11), window, chunk);
+        let y_window = y_full - Tensor::cat(vec![c1, c2], 1);
+        // Reference: for each t, run the recurrence from zero over tokens t-r+1..t only.
+        for t in 0..len {
+            let start = (t + 1).saturating_sub(r);
+            let (y_ref, _) = scan_chunked(part(start, t + 1 - start), zero.clone(), chunk);
+            let got = y_window.clone().narrow(1, t, 1);
+            let want = y_ref.narrow(1, t - start, 1);
+            assert_close(&got, &want, 1e-5, &format!("position {t}"));
+        }
     }
 }

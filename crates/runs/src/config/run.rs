@@ -486,10 +486,12 @@ pub struct Mitigation {
     /// dt <- dt_scale * dt after the softplus (LongMamba/DeciMamba-style baseline).
     #[serde(default)]
     pub dt_scale: Option<f64>,
-    /// State-norm clipping: each head's state is shrunk to at most this Frobenius norm after
-    /// every segment.
+    /// State-norm clipping: after every streaming segment each head's state is shrunk to at
+    /// most this multiple of the norm that head reaches at T_train on held-out text
+    /// (h ← h · min(1, τ_head/‖h‖); the official code inverts the scale). The per-head
+    /// thresholds are calibrated by the evaluator and recorded with its results.
     #[serde(default)]
-    pub state_norm_max: Option<f64>,
+    pub state_norm_clip: Option<f64>,
     /// Sliding window by state difference: y_t reads h_t - alpha_{t-r+1:t} h_{t-r}.
     #[serde(default)]
     pub sliding_window: Option<usize>,
@@ -513,8 +515,8 @@ impl Mitigation {
         if let Some(v) = self.dt_scale {
             parts.push(format!("dt_scale-{v}"));
         }
-        if let Some(v) = self.state_norm_max {
-            parts.push(format!("state_norm_max-{v}"));
+        if let Some(v) = self.state_norm_clip {
+            parts.push(format!("state_norm_clip-{v}"));
         }
         if let Some(v) = self.sliding_window {
             parts.push(format!("sliding_window-{v}"));
@@ -547,7 +549,7 @@ impl Mitigation {
         }
         for (key, v) in [
             ("dt_scale", self.dt_scale),
-            ("state_norm_max", self.state_norm_max),
+            ("state_norm_clip", self.state_norm_clip),
         ] {
             if let Some(v) = v
                 && !(v > 0.0 && v.is_finite())
