@@ -1,8 +1,39 @@
-//! `forgetlab dashboard` (under construction: replaced by its owner before landing).
+//! `forgetlab dashboard`: the live web dashboard over a runs directory.
+//!
+//! Thin layer over [`forgetlab_dashboard::serve`]: read-only, loopback by default, refreshes
+//! open pages while runs train. Open the printed address in a browser; over SSH, forward the
+//! port (`ssh -L 8080:127.0.0.1:8080 host`) rather than listening on a public address.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use forgetlab_dashboard::ServeOptions;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Runs directory: one subdirectory per experiment (or a single experiment directory).
+    #[arg(long, default_value = "runs")]
+    pub runs: PathBuf,
+    /// Address to listen on. Loopback by default, so runs are not exposed to the network.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// How often open pages check for new results, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub poll_ms: u64,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`forgetlab dashboard` is not built yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let options = ServeOptions {
+        runs_root: args.runs.clone(),
+        addr: args.addr,
+        poll_ms: args.poll_ms,
+    };
+    forgetlab_dashboard::serve_with(&options, |addr| {
+        println!(
+            "forgetlab dashboard: http://{addr}/ (runs from {}; Ctrl-C to stop)",
+            args.runs.display()
+        );
+    })
+    .with_context(|| format!("serving the dashboard over {}", args.runs.display()))
 }
