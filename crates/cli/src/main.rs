@@ -4,6 +4,12 @@
 
 mod cmd;
 
+/// Training allocates and frees tensors of tens of megabytes every step; glibc's malloc hands
+/// those back to the kernel each time and pays for the page faults again (measured: a third
+/// of training throughput). mimalloc keeps them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

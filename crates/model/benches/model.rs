@@ -4,6 +4,10 @@
 
 use forgetlab_model::bench::{bench_streaming, bench_training, reference_models};
 
+/// The same allocator as the `forgetlab` binary (see crates/cli/src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");

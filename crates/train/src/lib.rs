@@ -1,1 +1,25 @@
-//! forgetlab-train
+//! Step-based training of one run, as the paper's recipe does it (AdamW with mamba_ssm's
+//! parameter groups, global-norm clipping, warmup + cosine or WSD, a token budget with tokens
+//! per step independent of the training length, long sequences as segments with the state
+//! passed between them), built to be trusted in a 100-run sweep:
+//!
+//! - the run directory is the whole truth (config, metrics, TensorBoard, status, checkpoints);
+//! - checkpoints are atomic and carry everything (model, optimizer, data cursor, step), so a
+//!   resumed run on CPU continues bit for bit as if it had never stopped;
+//! - SIGINT / SIGTERM / SIGUSR1 checkpoint and stop, a second signal exits at once;
+//! - a non-finite loss stops the run as failed and keeps the last good checkpoint.
+//!
+//! The loop itself is one function, [`train`], in `trainer.rs`.
+
+pub mod checkpoint;
+pub mod error;
+mod logger;
+pub mod optimizer;
+pub mod schedule;
+pub mod signals;
+pub mod tensorboard;
+mod trainer;
+
+pub use error::TrainError;
+pub use signals::StopFlag;
+pub use trainer::{TrainOptions, TrainOutcome, train};

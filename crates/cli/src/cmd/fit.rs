@@ -1,8 +1,60 @@
-//! `forgetlab fit` (under construction: replaced by its owner before landing).
+//! `forgetlab fit`: T_forget(N_S) and T_recall(N_S) over an experiment's runs.
+//!
+//! Thin layer over [`forgetlab_eval::experiment`]: options come from the experiment file's
+//! `[fit]` table, flags override them, and the result is `law.json` plus a table on stdout.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use forgetlab_eval::experiment::{fit_experiment, fit_options};
+use forgetlab_eval::law::summary_text;
+use forgetlab_runs::ExperimentDir;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Experiment directory: one subdirectory per run (each with config.toml and eval/).
+    pub experiment: PathBuf,
+    /// Bootstrap resamples per confidence interval (default: `[fit] bootstrap_samples` of
+    /// experiment.toml, else 1000).
+    #[arg(long)]
+    pub bootstrap: Option<usize>,
+    /// Seed of the bootstrap draw (default: `[fit] seed`, else 0).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Also fit state sizes whose T_forget is only an upper bound (the shortest training
+    /// length tried already forgets).
+    #[arg(long)]
+    pub include_unbracketed: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`forgetlab fit` is not built yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let experiment = ExperimentDir::new(&args.experiment);
+    let mut options = fit_options(&experiment)
+        .with_context(|| format!("reading the fit options of {}", args.experiment.display()))?;
+    if let Some(bootstrap) = args.bootstrap {
+        options.bootstrap = bootstrap;
+    }
+    if let Some(seed) = args.seed {
+        options.seed = seed;
+    }
+    options.include_unbracketed = args.include_unbracketed;
+
+    let fit = fit_experiment(&experiment, &options)
+        .with_context(|| format!("fitting the laws of {}", args.experiment.display()))?;
+    for run in &fit.updated_verdicts {
+        tracing::info!("{run}: reference criterion written to its verdict.json");
+    }
+    print!("{}", summary_text(&fit.report));
+    if fit.report.linear.is_none() && fit.report.linear_with_origin.is_none() {
+        println!(
+            "T_forget(N_S) was NOT fitted: too few state sizes with a bracketed T_forget (see the notes above)."
+        );
+    }
+    if fit.report.exponential.is_none() {
+        println!(
+            "T_recall(N_S) was NOT fitted: too few state sizes with a T_recall (see the notes above)."
+        );
+    }
+    println!("wrote {}", fit.law_path.display());
+    Ok(())
 }

@@ -1,8 +1,262 @@
-//! `forgetlab model` (under construction: replaced by its owner before landing).
+//! `forgetlab model info` and `forgetlab model logits` (the conformance entry point).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::prelude::*;
+use clap::{Subcommand, ValueEnum};
+use forgetlab_model::checkpoint::{self, Flavor};
+use forgetlab_model::weights::expected_shapes;
+use forgetlab_model::{Mamba2, Mamba2Config, ScanHooks};
+use forgetlab_runs::RunConfig;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(subcommand)]
+    command: ModelCommand,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`forgetlab model` is not built yet")
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Parameter count, state size N_S and layer shapes of a config or checkpoint.
+    Info {
+        /// A run config (.toml with [model]), a bare model config (.toml), or a checkpoint
+        /// (directory or weights file with config.json beside it).
+        path: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Logits of a checkpoint for token ids from a .npy file.
+    Logits {
+        /// Checkpoint directory, or a weights file with config.json beside it.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// int64 or int32 token ids, shape (batch, seq).
+        #[arg(long)]
+        input: PathBuf,
+        /// float32 logits, shape (batch, seq, vocab).
+        #[arg(long)]
+        output: PathBuf,
+        /// Which forward path computes them.
+        #[arg(long, value_enum, default_value = "chunked")]
+        mode: Mode,
+        /// Segment length for `--mode streaming`.
+        #[arg(long, default_value_t = 64)]
+        segment: usize,
+        /// Device: cpu, wgpu, cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    /// One pass of the chunked SSD.
+    Chunked,
+    /// Token by token with the recurrent step.
+    Recurrent,
+    /// Segment by segment, carrying the state.
+    Streaming,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    match args.command {
+        ModelCommand::Info { path, json } => info(&path, json),
+        ModelCommand::Logits {
+            checkpoint,
+            input,
+            output,
+            mode,
+            segment,
+            device,
+        } => logits(&checkpoint, &input, &output, mode, segment, &device),
+    }
+}
+
+/// Reads a model config from a run config, a bare model config, or a checkpoint.
+fn model_config(path: &Path) -> Result<(Mamba2Config, String)> {
+    if path.extension().is_some_and(|e| e == "toml") {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let table: toml::Table = text
+            .parse()
+            .with_context(|| format!("{} is not valid TOML", path.display()))?;
+        if table.contains_key("model") {
+            let run = RunConfig::load(path)?;
+            return Ok((run.model, "run config".into()));
+        }
+        let config: Mamba2Config =
+            forgetlab_runs::config::parse_validated(&text, |c: &Mamba2Config| c.validate())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        return Ok((config, "model config".into()));
+    }
+    let files = checkpoint::CheckpointFiles::locate(path)?;
+    let (config, flavor) = checkpoint::read_config(&files.config)?;
+    let flavor = match flavor {
+        Flavor::Forgetlab => "forgetlab checkpoint",
+        Flavor::Official => "official state-spaces checkpoint",
+        Flavor::HuggingFace => "Hugging Face checkpoint",
+    };
+    Ok((config, flavor.into()))
+}
+
+fn info(path: &Path, json: bool) -> Result<()> {
+    let (config, source) = model_config(path)?;
+    let state = config.state_size();
+    let shapes = expected_shapes(&config);
+    if json {
+        let value = serde_json::json!({
+            "source": source,
+            "config": config,
+            "params": config.param_count(),
+            "state_size": state.total,
+            "state_size_ssm": state.ssm,
+            "state_size_conv": state.conv,
+            "d_inner": config.d_inner(),
+            "nheads": config.nheads(),
+            "padded_vocab_size": config.padded_vocab_size(),
+            "tensors": shapes.iter().map(|(n, s)| serde_json::json!({"name": n, "shape": s})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!("{} ({source})", path.display());
+    println!(
+        "  d_model {}  n_layer {}  d_inner {}  heads {} x headdim {}  d_state {}  ngroups {}  d_conv {}",
+        config.d_model,
+        config.n_layer,
+        config.d_inner(),
+        config.nheads(),
+        config.headdim,
+        config.d_state,
+        config.ngroups,
+        config.d_conv
+    );
+    println!(
+        "  vocab {} (padded {}), tied embeddings: {}",
+        config.vocab_size,
+        config.padded_vocab_size(),
+        config.tie_embeddings
+    );
+    println!(
+        "  parameters        {:>14} ({:.3}M)",
+        config.param_count(),
+        config.param_count() as f64 / 1e6
+    );
+    println!(
+        "  state size N_S    {:>14} ({:.4}M)",
+        state.total,
+        state.millions()
+    );
+    println!("    SSM states      {:>14}", state.ssm);
+    println!("    conv caches     {:>14}", state.conv);
+    println!("  tensors (official names, PyTorch layouts):");
+    let layer0 = "backbone.layers.0.";
+    for (name, shape) in &shapes {
+        let is_other_layer = name.starts_with("backbone.layers.") && !name.starts_with(layer0);
+        if !is_other_layer {
+            println!("    {name:<45} {shape:?}");
+        }
+    }
+    if config.n_layer > 1 {
+        println!(
+            "    (layers 1..{} repeat layer 0's shapes)",
+            config.n_layer - 1
+        );
+    }
+    Ok(())
+}
+
+fn read_ids(path: &Path) -> Result<(usize, usize, Vec<i64>)> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let npy = npyz::NpyFile::new(std::io::BufReader::new(file))
+        .with_context(|| format!("{} is not a .npy file", path.display()))?;
+    let shape = npy.shape().to_vec();
+    let [batch, seq] = shape[..] else {
+        bail!(
+            "{}: expected token ids of shape (batch, seq), got {shape:?}",
+            path.display()
+        );
+    };
+    let type_str = match npy.dtype() {
+        npyz::DType::Plain(t) => t.to_string(),
+        other => bail!("{}: unsupported dtype {other:?}", path.display()),
+    };
+    let ids: Vec<i64> = match &type_str[1..] {
+        "i8" => npy.into_vec::<i64>()?,
+        "i4" => npy.into_vec::<i32>()?.into_iter().map(i64::from).collect(),
+        _ => bail!(
+            "{}: token ids must be int64 or int32, got {type_str}",
+            path.display()
+        ),
+    };
+    Ok((batch as usize, seq as usize, ids))
+}
+
+fn logits(
+    checkpoint_path: &Path,
+    input: &Path,
+    output: &Path,
+    mode: Mode,
+    segment: usize,
+    device: &str,
+) -> Result<()> {
+    let device = forgetlab_model::device::parse_device(device)?;
+    let (model, _) = checkpoint::load(checkpoint_path, &device)
+        .with_context(|| format!("loading {}", checkpoint_path.display()))?;
+    let (batch, seq, ids) = read_ids(input)?;
+    let vocab = model.config().padded_vocab_size() as i64;
+    if let Some(bad) = ids.iter().find(|&&t| t < 0 || t >= vocab) {
+        bail!(
+            "{}: token id {bad} is outside the model's vocabulary 0..{vocab}",
+            input.display()
+        );
+    }
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, seq]), &device);
+    let logits = compute_logits(&model, ids, mode, segment);
+    let [b, l, v] = logits.dims();
+    let values: Vec<f32> = logits
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading logits back: {e:?}"))?;
+    let mut bytes = Vec::new();
+    {
+        use npyz::WriterBuilder;
+        let mut writer = npyz::WriteOptions::<f32>::new()
+            .default_dtype()
+            .shape(&[b as u64, l as u64, v as u64])
+            .writer(&mut bytes)
+            .begin_nd()?;
+        writer.extend(values)?;
+        writer.finish()?;
+    }
+    forgetlab_runs::write_atomic(output, &bytes)
+        .with_context(|| format!("writing {}", output.display()))?;
+    Ok(())
+}
+
+fn compute_logits(model: &Mamba2, ids: Tensor<2, Int>, mode: Mode, segment: usize) -> Tensor<3> {
+    let hooks = ScanHooks::default();
+    let [batch, seq] = ids.dims();
+    match mode {
+        Mode::Chunked => model.forward(ids, None, &hooks).0,
+        Mode::Streaming => {
+            let mut pieces = Vec::new();
+            model.forward_streaming(ids, segment, None, &hooks, |_, l| pieces.push(l));
+            Tensor::cat(pieces, 1)
+        }
+        Mode::Recurrent => {
+            let mut state = model.zero_state(batch);
+            let mut steps = Vec::with_capacity(seq);
+            for t in 0..seq {
+                let column: Tensor<1, Int> = ids.clone().narrow(1, t, 1).reshape([batch]);
+                let (logits, next) = model.step(column, state, &hooks);
+                steps.push(logits.unsqueeze_dim::<3>(1));
+                state = next;
+            }
+            Tensor::cat(steps, 1)
+        }
+    }
 }

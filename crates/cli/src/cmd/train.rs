@@ -1,8 +1,79 @@
-//! `forgetlab train` (under construction: replaced by its owner before landing).
+//! `forgetlab train CONFIG --run-dir DIR` and `forgetlab train --resume DIR`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use forgetlab_runs::{RunConfig, RunDir};
+use forgetlab_train::{StopFlag, TrainOptions, TrainOutcome, train};
+
+use super::Interrupted;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// A run config (TOML). Omit with --resume.
+    config: Option<PathBuf>,
+    /// Run directory (default: runs/<config file stem>). A directory with checkpoints of the
+    /// same config is resumed.
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Resume the run in this directory from its newest complete checkpoint.
+    #[arg(long, conflicts_with_all = ["config", "run_dir"])]
+    resume: Option<PathBuf>,
+    /// Override train.device (cpu, wgpu, cuda:N).
+    #[arg(long)]
+    device: Option<String>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`forgetlab train` is not built yet")
+pub fn run(args: Args) -> Result<()> {
+    let (run, config) = match (&args.resume, &args.config) {
+        (Some(dir), _) => (RunDir::new(dir), None),
+        (None, Some(path)) => {
+            let mut config = RunConfig::load(path)?;
+            if let Some(device) = &args.device {
+                config.train.device = device.clone();
+            }
+            let dir = args.run_dir.clone().unwrap_or_else(|| {
+                PathBuf::from("runs").join(path.file_stem().unwrap_or_default())
+            });
+            (RunDir::new(dir), Some(config))
+        }
+        (None, None) => bail!("give a run config to train, or --resume RUN_DIR"),
+    };
+    let config = match (config, &args.device) {
+        (None, Some(device)) => {
+            let mut c = RunConfig::load(&run.config())
+                .with_context(|| format!("{} is not a run directory", run.root().display()))?;
+            c.train.device = device.clone();
+            Some(c)
+        }
+        (config, _) => config,
+    };
+    let stop = StopFlag::default();
+    stop.install_signal_handlers()
+        .context("installing signal handlers")?;
+    let options = TrainOptions {
+        progress: true,
+        stop,
+    };
+    match train(&run, config.as_ref(), &options)? {
+        TrainOutcome::Completed {
+            steps,
+            final_val_loss,
+        } => {
+            match final_val_loss {
+                Some(v) => println!(
+                    "{}: completed {steps} steps, validation loss {v:.4}",
+                    run.root().display()
+                ),
+                None => println!("{}: completed {steps} steps", run.root().display()),
+            }
+            Ok(())
+        }
+        TrainOutcome::Interrupted { step } => Err(Interrupted(format!(
+            "{} checkpointed at step {step}; continue with `forgetlab train --resume {}`",
+            run.root().display(),
+            run.root().display()
+        ))
+        .into()),
+    }
 }

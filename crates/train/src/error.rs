@@ -1,0 +1,34 @@
+//! Why training could not start or continue.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] forgetlab_runs::ConfigError),
+    #[error(transparent)]
+    Data(#[from] forgetlab_data::DataError),
+    #[error(transparent)]
+    Model(#[from] forgetlab_model::ModelError),
+    #[error("checkpoint {}: {message}", path.display())]
+    Checkpoint { path: PathBuf, message: String },
+    #[error("{message}")]
+    Invalid { message: String },
+    #[error("loss became {loss} at step {step}; stopped, the last good checkpoint is kept")]
+    NonFinite { step: u64, loss: f64 },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl TrainError {
+    pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> TrainError {
+        let path = path.to_path_buf();
+        move |source| TrainError::Io { path, source }
+    }
+}

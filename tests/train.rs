@@ -1,0 +1,322 @@
+//! End-to-end tests of `forgetlab train`: learning on real text, exact resume after SIGKILL,
+//! SIGTERM, a corrupted checkpoint, a non-finite loss, and config errors.
+
+mod common;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{forgetlab, run_ok, tiny_run_config, write};
+use forgetlab_runs::{MetricKind, MetricRecord, RunDir, RunState, RunStatus, read_metrics};
+
+/// These tests start training processes and time signals against them: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn status(run: &RunDir) -> RunStatus {
+    serde_json::from_slice(&std::fs::read(run.status()).expect("status.json"))
+        .expect("status parses")
+}
+
+/// A metric record without its timing fields, floats as bit patterns.
+type Point = (MetricKind, u64, u64, u64, Option<u64>, Option<u64>);
+
+/// Loss, lr and grad norm of every record (timing fields differ between runs).
+fn trajectory(run: &RunDir) -> Vec<Point> {
+    let (records, bad) = read_metrics(&run.metrics()).expect("metrics");
+    assert_eq!(bad, 0);
+    records
+        .iter()
+        .map(|r: &MetricRecord| {
+            (
+                r.kind,
+                r.step,
+                r.tokens,
+                r.loss.to_bits(),
+                r.lr.map(f64::to_bits),
+                r.grad_norm.map(f64::to_bits),
+            )
+        })
+        .collect()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn validation_loss_falls_well_below_the_unigram_entropy() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::new(dir.path().join("smoke"));
+    run_ok(&[
+        "train",
+        "experiments/smoke-run.toml",
+        "--run-dir",
+        run.root().to_str().unwrap(),
+    ]);
+    let config = forgetlab_runs::RunConfig::load(&run.config()).unwrap();
+    // Unigram entropy of the training tokens the run saw.
+    let mut stream =
+        forgetlab_data::TrainStream::open(&config.data, config.train.seq_len, config.seed).unwrap();
+    let tokens = stream.next_sequences(300).unwrap();
+    let mut counts = vec![0u64; config.model.vocab_size];
+    for &t in &tokens {
+        counts[t as usize] += 1;
+    }
+    let n = tokens.len() as f64;
+    let unigram: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.ln()
+        })
+        .sum();
+    let (records, _) = read_metrics(&run.metrics()).unwrap();
+    let val: Vec<f64> = records
+        .iter()
+        .filter(|r| r.kind == MetricKind::Val)
+        .map(|r| r.loss)
+        .collect();
+    let last = *val.last().expect("validation records");
+    println!("unigram entropy {unigram:.3} nats; validation losses {val:?}");
+    assert!(
+        last < unigram - 1.0,
+        "validation loss {last} is not well below the unigram entropy {unigram}"
+    );
+    assert!(
+        val.windows(2).all(|w| w[1] < w[0] + 0.05),
+        "validation loss should fall: {val:?}"
+    );
+    assert_eq!(status(&run).state, RunState::Completed);
+    assert!(run.final_model().join("model.safetensors").is_file());
+    // TensorBoard events exist (their format is checked against TensorBoard itself in CI).
+    assert!(std::fs::read_dir(run.tensorboard()).unwrap().count() >= 1);
+}
+
+#[test]
+fn sigkill_then_resume_is_bit_identical() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "run.toml",
+        &tiny_run_config(64, 40 * 1024, "checkpoint_every = 4\nval_every = 10"),
+    );
+    let reference = RunDir::new(dir.path().join("reference"));
+    run_ok(&[
+        "train",
+        config.to_str().unwrap(),
+        "--run-dir",
+        reference.root().to_str().unwrap(),
+    ]);
+
+    let killed = RunDir::new(dir.path().join("killed"));
+    // Kill at a pseudo-random point after the first checkpoint.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let extra_wait = Duration::from_millis(u64::from(nanos % 1500));
+    let mut child = forgetlab()
+        .args([
+            "train",
+            config.to_str().unwrap(),
+            "--run-dir",
+            killed.root().to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("a first checkpoint", Duration::from_secs(120), || {
+        !killed.complete_checkpoints().is_empty()
+    });
+    std::thread::sleep(extra_wait);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let killed_at = killed.complete_checkpoints();
+    println!("killed after {extra_wait:?}; checkpoints {killed_at:?}");
+
+    run_ok(&["train", "--resume", killed.root().to_str().unwrap()]);
+    assert_eq!(
+        trajectory(&killed),
+        trajectory(&reference),
+        "metrics differ after resume"
+    );
+    let a = std::fs::read(reference.final_model().join("model.safetensors")).unwrap();
+    let b = std::fs::read(killed.final_model().join("model.safetensors")).unwrap();
+    assert!(a == b, "final weights differ after resume");
+    assert_eq!(status(&killed).state, RunState::Completed);
+}
+
+#[test]
+fn sigterm_checkpoints_and_leaves_a_resumable_run() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "run.toml",
+        &tiny_run_config(64, 400 * 1024, "checkpoint_every = 1000"),
+    );
+    let run = RunDir::new(dir.path().join("run"));
+    let child = forgetlab()
+        .args([
+            "train",
+            config.to_str().unwrap(),
+            "--run-dir",
+            run.root().to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("training to log", Duration::from_secs(120), || {
+        read_metrics(&run.metrics())
+            .map(|(r, _)| r.len() >= 3)
+            .unwrap_or(false)
+    });
+    let status_code = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status_code.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted, resumable"));
+    let s = status(&run);
+    assert_eq!(s.state, RunState::Interrupted);
+    assert!(s.resumable);
+    let newest = *run
+        .complete_checkpoints()
+        .last()
+        .expect("a checkpoint was written on SIGTERM");
+    assert_eq!(Some(newest), s.last_checkpoint);
+    assert!(newest >= 3);
+}
+
+#[test]
+fn a_checkpoint_without_its_marker_is_skipped() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "run.toml",
+        &tiny_run_config(32, 24 * 1024, "checkpoint_every = 8\nkeep_checkpoints = 3"),
+    );
+    let run = RunDir::new(dir.path().join("run"));
+    run_ok(&[
+        "train",
+        config.to_str().unwrap(),
+        "--run-dir",
+        run.root().to_str().unwrap(),
+    ]);
+    assert_eq!(run.complete_checkpoints(), vec![8, 16, 24]);
+    let reference = trajectory(&run);
+    let weights = std::fs::read(run.final_model().join("model.safetensors")).unwrap();
+    // A crash while writing the newest checkpoint would leave it without its marker.
+    std::fs::remove_file(run.checkpoint(24).join(forgetlab_runs::CHECKPOINT_MARKER)).unwrap();
+    std::fs::remove_dir_all(run.final_model()).unwrap();
+    let out = run_ok(&["train", "--resume", run.root().to_str().unwrap()]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("resumed") && log.contains("step 16"), "{log}");
+    assert_eq!(trajectory(&run), reference);
+    assert_eq!(
+        std::fs::read(run.final_model().join("model.safetensors")).unwrap(),
+        weights
+    );
+}
+
+#[test]
+fn a_non_finite_loss_fails_the_run_and_keeps_the_last_good_checkpoint() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // An absurd learning rate without clipping blows the weights up within a few steps.
+    let text = tiny_run_config(32, 64 * 1024, "checkpoint_every = 1")
+        .replace("lr = 3e-3", "lr = 1.0e30\ngrad_clip = 0.0");
+    let config = write(dir.path(), "run.toml", &text);
+    let run = RunDir::new(dir.path().join("run"));
+    let out = forgetlab()
+        .args([
+            "train",
+            config.to_str().unwrap(),
+            "--run-dir",
+            run.root().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let s = status(&run);
+    assert_eq!(s.state, RunState::Failed);
+    let reason = s.reason.unwrap();
+    assert!(
+        reason.contains("loss became") && reason.contains("at step"),
+        "{reason}"
+    );
+    // The failing step was not checkpointed: the newest checkpoint is the last good step.
+    assert!(s.step >= 1);
+    assert_eq!(s.last_checkpoint, Some(s.step));
+    assert_eq!(run.complete_checkpoints().last().copied(), Some(s.step));
+}
+
+#[test]
+fn config_errors_are_one_line_with_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_run_config(32, 4096, "");
+    let cases = [
+        (
+            base.replace("lr = 3e-3", "lr = 3e-3\nlearning_rate = 1"),
+            "learning_rate",
+            "run.toml:",
+        ),
+        (
+            base.replace("seq_len = 32", "seq_len = \"long\""),
+            "train.seq_len",
+            "run.toml:",
+        ),
+        (
+            base.replace("headdim = 16", "headdim = 24"),
+            "model.headdim",
+            "run.toml:",
+        ),
+    ];
+    for (text, key, file) in cases {
+        let path = write(dir.path(), "run.toml", &text);
+        let out = forgetlab()
+            .args([
+                "train",
+                path.to_str().unwrap(),
+                "--run-dir",
+                dir.path().join("r").to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let line = stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect::<Vec<_>>();
+        assert_eq!(line.len(), 1, "{stderr}");
+        assert!(line[0].contains(key) && line[0].contains(file), "{stderr}");
+        let number = line[0]
+            .split(file)
+            .nth(1)
+            .and_then(|r| r.split(':').next())
+            .and_then(|n| n.parse::<usize>().ok());
+        assert!(number.is_some(), "no line number in {stderr}");
+    }
+}
