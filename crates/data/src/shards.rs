@@ -132,10 +132,11 @@ pub fn read_shard(
         count += 1;
         on_record(r)
     };
-    match format {
+    // Whether a broken stream was already reported (then it is not also "empty").
+    let broken = match format {
         Format::Jsonl => {
             let file = File::open(path).map_err(DataError::io(path))?;
-            read_json_lines(path, BufReader::new(file), skip_bad, skipped, &mut counted)?;
+            read_json_lines(path, BufReader::new(file), skip_bad, skipped, &mut counted)?
         }
         Format::JsonlZst => {
             let file = File::open(path).map_err(DataError::io(path))?;
@@ -146,7 +147,7 @@ pub fn read_shard(
                 skip_bad,
                 skipped,
                 &mut counted,
-            )?;
+            )?
         }
         Format::JsonGz => {
             let file = File::open(path).map_err(DataError::io(path))?;
@@ -157,7 +158,7 @@ pub fn read_shard(
                 skip_bad,
                 skipped,
                 &mut counted,
-            )?;
+            )?
         }
         Format::Parquet => read_parquet(path, skip_bad, skipped, &mut counted)?,
         Format::Txt => {
@@ -174,9 +175,10 @@ pub fn read_shard(
                     skipped,
                 )?,
             }
+            false
         }
-    }
-    if count == 0 && format != Format::Txt {
+    };
+    if count == 0 && format != Format::Txt && !broken {
         skip_or_fail(path, "file", "empty shard", "no records", skip_bad, skipped)?;
     }
     Ok(())
@@ -211,7 +213,7 @@ fn read_json_lines(
     skip_bad: bool,
     skipped: &mut SkipCounts,
     on_record: &mut impl FnMut(Record) -> Result<(), DataError>,
-) -> Result<(), DataError> {
+) -> Result<bool, DataError> {
     let mut buf = Vec::new();
     let mut line_no = 0u64;
     loop {
@@ -230,11 +232,11 @@ fn read_json_lines(
                     skip_bad,
                     skipped,
                 )?;
-                return Ok(());
+                return Ok(true);
             }
         };
         if n == 0 {
-            return Ok(());
+            return Ok(false);
         }
         line_no += 1;
         let at = format!("line {line_no}");
@@ -257,7 +259,25 @@ fn read_json_lines(
         }
         match parse_json_record(text) {
             Ok(record) => on_record(record)?,
-            Err((reason, detail)) => skip_or_fail(path, &at, reason, &detail, skip_bad, skipped)?,
+            Err((reason, detail)) => {
+                // A final line cut short by a truncated compressed stream is the stream's fault.
+                if !buf.ends_with(b"\n") {
+                    let mut probe = Vec::new();
+                    if let Err(e) = reader.read_until(b'\n', &mut probe) {
+                        let at = format!("after line {}", line_no - 1);
+                        skip_or_fail(
+                            path,
+                            &at,
+                            "corrupt stream",
+                            &e.to_string(),
+                            skip_bad,
+                            skipped,
+                        )?;
+                        return Ok(true);
+                    }
+                }
+                skip_or_fail(path, &at, reason, &detail, skip_bad, skipped)?
+            }
         }
     }
 }
@@ -307,7 +327,7 @@ fn read_parquet(
     skip_bad: bool,
     skipped: &mut SkipCounts,
     on_record: &mut impl FnMut(Record) -> Result<(), DataError>,
-) -> Result<(), DataError> {
+) -> Result<bool, DataError> {
     let bad_file = |reason: String| DataError::BadShard {
         path: path.to_path_buf(),
         reason: format!("unreadable parquet: {reason}"),
@@ -356,7 +376,7 @@ fn read_parquet(
                     skip_bad,
                     skipped,
                 )?;
-                return Ok(());
+                return Ok(true);
             }
         };
         let text_col = batch
@@ -413,7 +433,7 @@ fn read_parquet(
             })?;
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Reads a whole small file into memory (used for tokenizer training inputs).
