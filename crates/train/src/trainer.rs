@@ -288,7 +288,12 @@ fn run_loop(
         let checkpoint_now =
             train.checkpoint_every > 0 && step.is_multiple_of(train.checkpoint_every as u64);
         if checkpoint_now || step == total_steps {
+            let started = Instant::now();
             checkpoint::save(run, &model, &optimizer, &trainer, train.keep_checkpoints)?;
+            tracing::debug!(
+                "checkpoint step {step} written in {:.3}s",
+                started.elapsed().as_secs_f64()
+            );
         }
     }
 

@@ -1,6 +1,6 @@
 //! `forgetlab bench`: throughput and memory measurements whose numbers go into reports.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Subcommand;
 use forgetlab_model::bench::{BenchResult, bench_streaming, bench_training, reference_models};
 
@@ -12,6 +12,22 @@ pub struct Args {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// The whole trainer (data + model + optimizer + logging) on the fetched corpus: training
+    /// tokens/s for configurations A and B, and the cost of a checkpoint and of a log line.
+    Train {
+        /// Optimizer steps timed per point (after one warm-up step).
+        #[arg(long, default_value_t = 4)]
+        steps: u64,
+        /// Sequence lengths to measure.
+        #[arg(long, value_delimiter = ',', default_values_t = [256, 1024, 4096])]
+        lengths: Vec<usize>,
+        /// Tokens per optimizer step.
+        #[arg(long, default_value_t = 8192)]
+        tokens_per_step: usize,
+        /// Corpus directory (`forgetlab data fetch`).
+        #[arg(long, default_value = "data/corpus")]
+        corpus: std::path::PathBuf,
+    },
     /// Model alone: training (forward + backward) and streaming-eval tokens/s and peak memory
     /// for the reference configurations A and B at sequence lengths 256, 1024 and 4096.
     Model {
@@ -35,6 +51,12 @@ enum BenchCommand {
 
 pub fn run(args: Args) -> Result<()> {
     match args.command {
+        BenchCommand::Train {
+            steps,
+            lengths,
+            tokens_per_step,
+            corpus,
+        } => bench_train(steps, &lengths, tokens_per_step, &corpus),
         BenchCommand::Model {
             quick,
             chunk,
@@ -56,6 +78,106 @@ pub fn run(args: Args) -> Result<()> {
             print_results(&results, json)
         }
     }
+}
+
+fn bench_train(
+    steps: u64,
+    lengths: &[usize],
+    tokens_per_step: usize,
+    corpus: &std::path::Path,
+) -> Result<()> {
+    use forgetlab_runs::{MetricKind, RunConfig, RunDir, read_metrics};
+    let corpus = corpus
+        .canonicalize()
+        .with_context(|| format!("{} (run `forgetlab data fetch`)", corpus.display()))?;
+    let scratch = tempfile::tempdir()?;
+    println!("model  seq_len  tokens/s  s/step   checkpoint s  (data + model + AdamW, end to end)");
+    let mut log_line_us = None;
+    for model in reference_models(64) {
+        for &seq_len in lengths {
+            let total = tokens_per_step as u64 * (steps + 1);
+            let text = format!(
+                r#"[model]
+d_model = {d}
+n_layer = 4
+d_state = {n}
+headdim = {p}
+chunk_size = 64
+vocab_size = 8192
+[data]
+train = ["{c}/slimpajama/train/**/*.jsonl.zst"]
+validation = ["{c}/slimpajama/validation/**/*.jsonl.zst"]
+tokenizer = "{c}/tokenizer-4k.json"
+[train]
+seq_len = {seq_len}
+tokens_per_step = {tokens_per_step}
+total_tokens = {total}
+log_every = 1
+val_tokens = {seq_len}
+checkpoint_every = 0
+"#,
+                d = model.config.d_model,
+                n = model.config.d_state,
+                p = model.config.headdim,
+                c = corpus.display(),
+            );
+            let config = RunConfig::from_toml_str(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let run = RunDir::new(scratch.path().join(format!("{}-{seq_len}", model.name)));
+            forgetlab_train::train(
+                &run,
+                Some(&config),
+                &forgetlab_train::TrainOptions::default(),
+            )?;
+            let (records, _) = read_metrics(&run.metrics())?;
+            let rates: Vec<f64> = records
+                .iter()
+                .filter(|r| r.kind == MetricKind::Train && r.step > 1)
+                .filter_map(|r| r.tokens_per_s)
+                .collect();
+            let tokens_per_s = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
+            // The final checkpoint was written at the last step; time one more of the same size.
+            let checkpoint = run.checkpoint(steps + 1);
+            let bytes: u64 = std::fs::read_dir(&checkpoint)?
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum();
+            let start = std::time::Instant::now();
+            copy_dir(&checkpoint, &scratch.path().join("copy"))?;
+            let checkpoint_s = start.elapsed().as_secs_f64();
+            println!(
+                "{:<6} {seq_len:>7} {tokens_per_s:>9.0} {:>7.3} {checkpoint_s:>13.3}  ({:.1} MB)",
+                model.name,
+                tokens_per_step as f64 / tokens_per_s,
+                bytes as f64 / 1e6
+            );
+            if log_line_us.is_none() {
+                let path = scratch.path().join("log-probe.jsonl");
+                let record = records.last().cloned().context("metrics")?;
+                let start = std::time::Instant::now();
+                for _ in 0..200 {
+                    forgetlab_runs::append_json_line(&path, &record)?;
+                }
+                log_line_us = Some(start.elapsed().as_secs_f64() * 1e6 / 200.0);
+            }
+        }
+    }
+    if let Some(us) = log_line_us {
+        println!("\none metrics line (appended and fsynced): {us:.0} µs");
+    }
+    println!(
+        "checkpoint s: writing a copy of a complete checkpoint directory (synced), an upper bound of the save cost"
+    );
+    Ok(())
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)?.flatten() {
+        let bytes = std::fs::read(entry.path())?;
+        forgetlab_runs::write_atomic(&to.join(entry.file_name()), &bytes)?;
+    }
+    Ok(())
 }
 
 fn print_results(results: &[BenchResult], json: bool) -> Result<()> {

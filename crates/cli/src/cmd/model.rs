@@ -27,6 +27,17 @@ enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a freshly initialised model (mamba_ssm's init, seeded) in forgetlab's format.
+    Init {
+        /// A run config or bare model config (.toml).
+        config: PathBuf,
+        /// Output directory (config.json + model.safetensors).
+        #[arg(long)]
+        output: PathBuf,
+        /// Seed (default: the run config's seed, else 0).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Logits of a checkpoint for token ids from a .npy file.
     Logits {
         /// Checkpoint directory, or a weights file with config.json beside it.
@@ -63,6 +74,21 @@ enum Mode {
 pub fn run(args: Args) -> Result<()> {
     match args.command {
         ModelCommand::Info { path, json } => info(&path, json),
+        ModelCommand::Init {
+            config,
+            output,
+            seed,
+        } => {
+            let (model_config, _) = model_config(&config)?;
+            let seed = match seed {
+                Some(s) => s,
+                None => RunConfig::load(&config).map(|c| c.seed).unwrap_or(0),
+            };
+            let model = Mamba2::init(&model_config, seed, &Device::flex())?;
+            checkpoint::save(&model, &output)?;
+            println!("{}: initialised with seed {seed}", output.display());
+            Ok(())
+        }
         ModelCommand::Logits {
             checkpoint,
             input,

@@ -1,0 +1,42 @@
+//! The README's main job, end to end: `forgetlab quickstart` fetches (a no-op when the corpus
+//! is there), trains, evaluates, fits and reports the quickstart experiment.
+
+mod common;
+
+use common::{corpus, run_ok};
+use forgetlab_runs::results::LawReport;
+use forgetlab_runs::{ExperimentDir, RunState, RunSummary};
+
+#[test]
+fn the_quickstart_runs_end_to_end() {
+    corpus();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_ok(&["quickstart", "--runs-dir", dir.path().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("quickstart: 6 runs"), "{stdout}");
+    let experiment = ExperimentDir::new(dir.path().join("quickstart"));
+    let runs = experiment.runs();
+    assert_eq!(runs.len(), 6);
+    for run in &runs {
+        let summary = RunSummary::read(run);
+        assert_eq!(summary.state, Some(RunState::Completed), "{}", summary.name);
+        assert!(summary.has_verdict, "{} has no verdict", summary.name);
+        assert!(
+            summary.problems.is_empty(),
+            "{}: {:?}",
+            summary.name,
+            summary.problems
+        );
+    }
+    let law: LawReport = serde_json::from_slice(&std::fs::read(experiment.law()).unwrap()).unwrap();
+    assert_eq!(law.forget_points.len(), 2);
+    let report = std::fs::read_to_string(experiment.report().join("index.html")).unwrap();
+    assert!(report.contains("<svg") && report.contains("quickstart"));
+    // A second run finds everything done and only refreshes the fit and report.
+    let again = std::time::Instant::now();
+    run_ok(&["quickstart", "--runs-dir", dir.path().to_str().unwrap()]);
+    assert!(
+        again.elapsed().as_secs() < 60,
+        "a finished quickstart is skipped"
+    );
+}
