@@ -138,7 +138,13 @@ pub fn mean_log_decay(diagnostics: &Diagnostics) -> Vec<Vec<f64>> {
         .map(|l| {
             l.heads
                 .iter()
-                .map(|h| if h.memory_length > 0.0 { -1.0 / h.memory_length } else { 0.0 })
+                .map(|h| {
+                    if h.memory_length > 0.0 {
+                        -1.0 / h.memory_length
+                    } else {
+                        0.0
+                    }
+                })
                 .collect()
         })
         .collect()

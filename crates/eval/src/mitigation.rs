@@ -49,7 +49,11 @@ pub fn calibrate_state_norms(
     let mut start = 0;
     while start < tokens.len() {
         let take = segment_len.min(tokens.len() - start);
-        let (_, next) = model.forward(ids.clone().narrow(1, start, take), state, &ScanHooks::default());
+        let (_, next) = model.forward(
+            ids.clone().narrow(1, start, take),
+            state,
+            &ScanHooks::default(),
+        );
         for (layer, norms) in next.ssm_norms().iter().enumerate() {
             for (h, n) in norms.iter().enumerate() {
                 max[layer][h] = max[layer][h].max(*n);

@@ -83,7 +83,10 @@ pub fn stream_losses(
         let inputs = ids.clone().narrow(1, 0, options.horizon);
         model.forward_streaming(inputs, options.segment_len, None, hooks, |start, logits| {
             let [_, len, vocab] = logits.dims();
-            let targets = ids.clone().narrow(1, start + 1, len).reshape([rows * len, 1]);
+            let targets = ids
+                .clone()
+                .narrow(1, start + 1, len)
+                .reshape([rows * len, 1]);
             let losses = log_softmax(logits.reshape([rows * len, vocab]), 1)
                 .gather(1, targets)
                 .neg()

@@ -10,7 +10,10 @@ use std::path::PathBuf;
 use burn::prelude::Device;
 use forgetlab_data::{HeldOut, Tokenizer, TrainStream, heldout_stream, synthetic_prompt};
 use forgetlab_model::{Mamba2, ScanHooks, checkpoint};
-use forgetlab_plot::{CurveOptions, LabeledCurve, PositionQuantity, diagnostics_charts, loss_vs_position, passkey_heatmap};
+use forgetlab_plot::{
+    CurveOptions, LabeledCurve, PositionQuantity, diagnostics_charts, loss_vs_position,
+    passkey_heatmap,
+};
 use forgetlab_runs::config::{DiagnosticsPrompt, EvalText, Mitigation, RunConfig, SyntheticPrompt};
 use forgetlab_runs::results::{Diagnostics, ForgetVerdict, PasskeySummary, PerPositionReport};
 use forgetlab_runs::{RunDir, write_atomic, write_json_atomic};
@@ -66,7 +69,11 @@ pub struct RunEval {
 impl RunEval {
     /// Opens `run` on `device`; `config` replaces the directory's config when given (for
     /// command-line overrides of `[eval]`).
-    pub fn open(run: RunDir, config: Option<RunConfig>, device: &Device) -> Result<Self, EvalError> {
+    pub fn open(
+        run: RunDir,
+        config: Option<RunConfig>,
+        device: &Device,
+    ) -> Result<Self, EvalError> {
         let config = match config {
             Some(c) => c,
             None => RunConfig::load(&run.config())?,
@@ -123,7 +130,10 @@ impl RunEval {
         };
         let (hooks, thresholds) = hooks_for(&self.model, mitigation, &calibration, 128);
         if let Some(t) = thresholds {
-            let path = self.run.eval().join(format!("state_norm_thresholds-{}.json", mitigation.label()));
+            let path = self
+                .run
+                .eval()
+                .join(format!("state_norm_thresholds-{}.json", mitigation.label()));
             write_json_atomic(&path, &t).map_err(io(&path))?;
         }
         Ok(hooks)
@@ -135,7 +145,9 @@ impl RunEval {
         let len = self.horizon() + 1;
         match e.text {
             EvalText::Concatenated => {
-                let pool = self.heldout()?.tokens(len.max(1 << 20).min(len * 4).max(len))?;
+                let pool = self
+                    .heldout()?
+                    .tokens(len.max(1 << 20).min(len * 4).max(len))?;
                 if pool.is_empty() {
                     return Err(EvalError::Invalid("the held-out split is empty".into()));
                 }
@@ -177,7 +189,9 @@ impl RunEval {
         let tokens = stream.next_sequences(rows)?;
         let model = NgramModel::fit(
             e.ngram_order,
-            self.tokenizer.vocab_size().max(self.config.model.vocab_size),
+            self.tokenizer
+                .vocab_size()
+                .max(self.config.model.vocab_size),
             tokens.chunks(seq),
         )?;
         Ok(Some(model))
@@ -198,7 +212,14 @@ impl RunEval {
             windows.len(),
             options.segment_len
         );
-        let mut curves = vec![loss_curve(&self.model, "text", &windows, ngram.as_ref(), &options, &hooks)?];
+        let mut curves = vec![loss_curve(
+            &self.model,
+            "text",
+            &windows,
+            ngram.as_ref(),
+            &options,
+            &hooks,
+        )?];
         for prompt in &e.prompts {
             let tokens = synthetic_prompt(*prompt, &self.tokenizer, horizon + 1)?;
             let name = match prompt {
@@ -206,7 +227,14 @@ impl RunEval {
                 SyntheticPrompt::Capital => "capital",
             };
             let single = PerPositionOptions::sized(horizon, bucket, vocab, 1);
-            curves.push(loss_curve(&self.model, name, &[tokens], None, &single, &hooks)?);
+            curves.push(loss_curve(
+                &self.model,
+                name,
+                &[tokens],
+                None,
+                &single,
+                &hooks,
+            )?);
         }
         let report = PerPositionReport {
             run: self.run.name(),
@@ -232,11 +260,26 @@ impl RunEval {
         let len = d.length.unwrap_or_else(|| self.horizon());
         let (tokens, prompt) = match d.prompt {
             DiagnosticsPrompt::Text => (self.heldout_tokens(len)?, "text"),
-            DiagnosticsPrompt::Newlines => (synthetic_prompt(SyntheticPrompt::Newlines, &self.tokenizer, len)?, "newlines"),
-            DiagnosticsPrompt::Capital => (synthetic_prompt(SyntheticPrompt::Capital, &self.tokenizer, len)?, "capital"),
+            DiagnosticsPrompt::Newlines => (
+                synthetic_prompt(SyntheticPrompt::Newlines, &self.tokenizer, len)?,
+                "newlines",
+            ),
+            DiagnosticsPrompt::Capital => (
+                synthetic_prompt(SyntheticPrompt::Capital, &self.tokenizer, len)?,
+                "capital",
+            ),
         };
         let hooks = self.hooks(mitigation)?;
-        let result = diagnose(&self.model, &self.run.name(), prompt, &tokens, self.seq_len(), d.sample_every, mitigation, &hooks);
+        let result = diagnose(
+            &self.model,
+            &self.run.name(),
+            prompt,
+            &tokens,
+            self.seq_len(),
+            d.sample_every,
+            mitigation,
+            &hooks,
+        );
         if mitigation.is_none() {
             let path = self.run.diagnostics();
             write_json_atomic(&path, &result).map_err(io(&path))?;
@@ -245,19 +288,28 @@ impl RunEval {
                 write_atomic(&path, svg.as_bytes()).map_err(io(&path))?;
             }
         } else {
-            let path = self.run.eval().join(format!("diagnostics-{}.json", mitigation.label()));
+            let path = self
+                .run
+                .eval()
+                .join(format!("diagnostics-{}.json", mitigation.label()));
             write_json_atomic(&path, &result).map_err(io(&path))?;
         }
         Ok(result)
     }
 
     /// The forget verdict from a per-position report and (optionally) diagnostics.
-    pub fn verdict(&self, report: &PerPositionReport, diagnostics: Option<&Diagnostics>) -> Result<ForgetVerdict, EvalError> {
+    pub fn verdict(
+        &self,
+        report: &PerPositionReport,
+        diagnostics: Option<&Diagnostics>,
+    ) -> Result<ForgetVerdict, EvalError> {
         let text = report
             .curves
             .iter()
             .find(|c| c.prompt == "text")
-            .ok_or_else(|| EvalError::Invalid("the per-position report has no text curve".into()))?;
+            .ok_or_else(|| {
+                EvalError::Invalid("the per-position report has no text curve".into())
+            })?;
         let memory = diagnostics
             .map(|d| memory_lengths(&mean_log_decay(d), self.seq_len()))
             .transpose()?;
@@ -281,7 +333,16 @@ impl RunEval {
         let lengths = lengths_for(&e.passkey, self.seq_len(), self.horizon());
         let hooks = self.hooks(mitigation)?;
         let dir = self.run.passkey_dir(&mitigation.label());
-        let summary = evaluate_passkey(&self.model, &self.tokenizer, &self.run.name(), &lengths, &e.passkey, mitigation, &hooks, &dir)?;
+        let summary = evaluate_passkey(
+            &self.model,
+            &self.tokenizer,
+            &self.run.name(),
+            &lengths,
+            &e.passkey,
+            mitigation,
+            &hooks,
+            &dir,
+        )?;
         let path = dir.join("heatmap.svg");
         write_atomic(&path, passkey_heatmap(&summary).as_bytes()).map_err(io(&path))?;
         Ok(summary)

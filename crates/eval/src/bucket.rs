@@ -1,0 +1,575 @@
+//! Bucketing per-position losses.
+//!
+//! A per-position curve out to 8x the training length is millions of numbers per window, and a
+//! single window is far too noisy to judge. We average each bucket of consecutive positions
+//! over positions and over windows, and keep the spread *across windows* as the standard
+//! error, because windows are the independent samples (positions within a window are not).
+//!
+//! Position `p` of a window's loss slice is the loss of predicting token `p + 1` after seeing
+//! tokens `0..=p`; bucket `[start, end)` covers those positions. The same convention is used by
+//! the n-gram baseline ([`crate::ngram`]), so model and baseline buckets line up exactly.
+//!
+//! Curves of runs with different bucket sizes are compared on their common boundaries
+//! ([`common_grid`]), merging buckets by width-weighted mean.
+
+use forgetlab_runs::results::LossBucket;
+
+/// Why losses could not be bucketed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BucketError {
+    #[error("bucket size must be at least 1")]
+    ZeroBucket,
+    #[error("horizon must be at least 1 position")]
+    ZeroHorizon,
+    #[error("window {window}: span [{start}, {end}) runs past the horizon {horizon}")]
+    PastHorizon {
+        window: usize,
+        start: usize,
+        end: usize,
+        horizon: usize,
+    },
+    #[error("window {window}, position {position}: loss is {value}, not a finite number")]
+    NonFinite {
+        window: usize,
+        position: usize,
+        value: f64,
+    },
+    #[error("no losses were added, so there is nothing to bucket")]
+    Empty,
+    #[error("model and baseline differ: {0}")]
+    Mismatch(String),
+    #[error("curve is malformed: {0}")]
+    Malformed(String),
+}
+
+/// Per-window sums of one bucket.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cell {
+    sum: f64,
+    count: usize,
+}
+
+/// Accumulates per-position losses of many windows into fixed-size buckets.
+///
+/// Windows may be fed whole ([`BucketAccumulator::add_window`]) or in consecutive spans as a
+/// streaming evaluation produces them ([`BucketAccumulator::add_span`]); memory is
+/// `windows x buckets`, independent of the horizon's length in positions.
+#[derive(Debug, Clone)]
+pub struct BucketAccumulator {
+    bucket: usize,
+    horizon: usize,
+    /// `[window][bucket]`.
+    cells: Vec<Vec<Cell>>,
+}
+
+impl BucketAccumulator {
+    /// Buckets of `bucket` positions over `[0, horizon)`; the last bucket is shorter when
+    /// `bucket` does not divide `horizon`.
+    pub fn new(bucket: usize, horizon: usize) -> Result<Self, BucketError> {
+        if bucket == 0 {
+            return Err(BucketError::ZeroBucket);
+        }
+        if horizon == 0 {
+            return Err(BucketError::ZeroHorizon);
+        }
+        Ok(Self {
+            bucket,
+            horizon,
+            cells: Vec::new(),
+        })
+    }
+
+    pub fn bucket_size(&self) -> usize {
+        self.bucket
+    }
+
+    pub fn horizon(&self) -> usize {
+        self.horizon
+    }
+
+    /// Number of buckets covering the horizon.
+    pub fn num_buckets(&self) -> usize {
+        self.horizon.div_ceil(self.bucket)
+    }
+
+    /// Number of windows seen so far (the largest window index plus one).
+    pub fn num_windows(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// Adds a whole window starting at position 0 as a new window; returns its index.
+    pub fn add_window<T: Copy + Into<f64>>(&mut self, losses: &[T]) -> Result<usize, BucketError> {
+        let window = self.cells.len();
+        self.add_span(window, 0, losses)?;
+        Ok(window)
+    }
+
+    /// Adds losses of positions `[start, start + losses.len())` of window `window`. Spans of
+    /// one window may come in any order; window indices need not be dense.
+    pub fn add_span<T: Copy + Into<f64>>(
+        &mut self,
+        window: usize,
+        start: usize,
+        losses: &[T],
+    ) -> Result<(), BucketError> {
+        // Validate before touching state, so a bad span leaves the accumulator unchanged.
+        self.check_span(window, start, losses)?;
+        let buckets = self.num_buckets();
+        if self.cells.len() <= window {
+            self.cells
+                .resize_with(window + 1, || vec![Cell::default(); buckets]);
+        }
+        let row = &mut self.cells[window];
+        for (offset, &value) in losses.iter().enumerate() {
+            let cell = &mut row[(start + offset) / self.bucket];
+            cell.sum += value.into();
+            cell.count += 1;
+        }
+        Ok(())
+    }
+
+    /// Checks that a span fits the horizon and holds only finite losses.
+    pub fn check_span<T: Copy + Into<f64>>(
+        &self,
+        window: usize,
+        start: usize,
+        losses: &[T],
+    ) -> Result<(), BucketError> {
+        let end = start + losses.len();
+        if end > self.horizon {
+            return Err(BucketError::PastHorizon {
+                window,
+                start,
+                end,
+                horizon: self.horizon,
+            });
+        }
+        if let Some((offset, value)) = losses
+            .iter()
+            .map(|&v| v.into())
+            .enumerate()
+            .find(|(_, v): &(usize, f64)| !v.is_finite())
+        {
+            return Err(BucketError::NonFinite {
+                window,
+                position: start + offset,
+                value,
+            });
+        }
+        Ok(())
+    }
+
+    /// The bucketed curve: mean over positions and windows, and the standard error of the
+    /// per-window bucket means across windows (0 when only one window covers a bucket).
+    /// Buckets no window reached are left out; `ngram` and `reference` are `None`.
+    pub fn finish(&self) -> Result<Vec<LossBucket>, BucketError> {
+        let mut out = Vec::new();
+        for b in 0..self.num_buckets() {
+            let (mut sum, mut count) = (0.0, 0usize);
+            let mut window_means = Vec::with_capacity(self.cells.len());
+            for row in &self.cells {
+                let cell = row[b];
+                if cell.count > 0 {
+                    sum += cell.sum;
+                    count += cell.count;
+                    window_means.push(cell.sum / cell.count as f64);
+                }
+            }
+            if count == 0 {
+                continue;
+            }
+            let start = b * self.bucket;
+            out.push(LossBucket {
+                start,
+                end: (start + self.bucket).min(self.horizon),
+                loss: sum / count as f64,
+                stderr: standard_error(&window_means),
+                ngram: None,
+                reference: None,
+            });
+        }
+        if out.is_empty() {
+            return Err(BucketError::Empty);
+        }
+        Ok(out)
+    }
+}
+
+/// Standard error of the mean of `values` (sample standard deviation / sqrt(n)); 0 for fewer
+/// than two values, where it is undefined.
+pub fn standard_error(values: &[f64]) -> f64 {
+    let n = values.len();
+    if n < 2 {
+        return 0.0;
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    (var / n as f64).sqrt()
+}
+
+/// Model and position-matched baseline losses accumulated on the same windows.
+#[derive(Debug, Clone)]
+pub struct PairedAccumulator {
+    model: BucketAccumulator,
+    baseline: BucketAccumulator,
+}
+
+impl PairedAccumulator {
+    pub fn new(bucket: usize, horizon: usize) -> Result<Self, BucketError> {
+        Ok(Self {
+            model: BucketAccumulator::new(bucket, horizon)?,
+            baseline: BucketAccumulator::new(bucket, horizon)?,
+        })
+    }
+
+    /// Adds one window's model and baseline losses (same positions, same length).
+    pub fn add_window<M, B>(&mut self, model: &[M], baseline: &[B]) -> Result<usize, BucketError>
+    where
+        M: Copy + Into<f64>,
+        B: Copy + Into<f64>,
+    {
+        let window = self.model.num_windows().max(self.baseline.num_windows());
+        self.add_span(window, 0, model, baseline)?;
+        Ok(window)
+    }
+
+    /// Adds positions `[start, start + len)` of `window` for both model and baseline.
+    pub fn add_span<M, B>(
+        &mut self,
+        window: usize,
+        start: usize,
+        model: &[M],
+        baseline: &[B],
+    ) -> Result<(), BucketError>
+    where
+        M: Copy + Into<f64>,
+        B: Copy + Into<f64>,
+    {
+        if model.len() != baseline.len() {
+            return Err(BucketError::Mismatch(format!(
+                "window {window} at {start}: {} model losses but {} baseline losses",
+                model.len(),
+                baseline.len()
+            )));
+        }
+        // Check both before adding either, so a failure leaves both untouched.
+        self.model.check_span(window, start, model)?;
+        self.baseline.check_span(window, start, baseline)?;
+        self.model.add_span(window, start, model)?;
+        self.baseline.add_span(window, start, baseline)
+    }
+
+    /// Model buckets with `ngram` set to the baseline's mean on the same positions.
+    pub fn finish(&self) -> Result<Vec<LossBucket>, BucketError> {
+        attach_baseline(self.model.finish()?, &self.baseline.finish()?)
+    }
+}
+
+/// Sets `ngram` of each model bucket from the baseline bucket with the same bounds.
+pub fn attach_baseline(
+    mut model: Vec<LossBucket>,
+    baseline: &[LossBucket],
+) -> Result<Vec<LossBucket>, BucketError> {
+    if model.len() != baseline.len() {
+        return Err(BucketError::Mismatch(format!(
+            "{} model buckets but {} baseline buckets",
+            model.len(),
+            baseline.len()
+        )));
+    }
+    for (m, b) in model.iter_mut().zip(baseline) {
+        if (m.start, m.end) != (b.start, b.end) {
+            return Err(BucketError::Mismatch(format!(
+                "model bucket [{}, {}) against baseline bucket [{}, {})",
+                m.start, m.end, b.start, b.end
+            )));
+        }
+        m.ngram = Some(b.loss);
+    }
+    Ok(model)
+}
+
+/// Checks that a curve is non-empty, contiguous, has positive-width buckets and finite values.
+pub fn validate_curve(buckets: &[LossBucket]) -> Result<(), BucketError> {
+    if buckets.is_empty() {
+        return Err(BucketError::Malformed("no buckets".into()));
+    }
+    for (i, b) in buckets.iter().enumerate() {
+        if b.end <= b.start {
+            return Err(BucketError::Malformed(format!(
+                "bucket {i} is [{}, {}): empty",
+                b.start, b.end
+            )));
+        }
+        let values = [Some(b.loss), Some(b.stderr), b.ngram, b.reference];
+        if values.iter().flatten().any(|v| !v.is_finite()) {
+            return Err(BucketError::Malformed(format!(
+                "bucket {i} [{}, {}) holds a non-finite value",
+                b.start, b.end
+            )));
+        }
+        if let Some(next) = buckets.get(i + 1)
+            && next.start != b.end
+        {
+            return Err(BucketError::Malformed(format!(
+                "bucket {i} ends at {} but bucket {} starts at {}",
+                b.end,
+                i + 1,
+                next.start
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Merges consecutive buckets so that the curve's boundaries are exactly `boundaries`
+/// (ascending; every boundary must already be a boundary of the curve). Means are
+/// width-weighted, which is exact for means over positions when every window covers the
+/// merged positions. The merged standard error treats buckets as independent, so it is an
+/// approximation (adjacent buckets of one window are correlated).
+pub fn merge_to_boundaries(
+    buckets: &[LossBucket],
+    boundaries: &[usize],
+) -> Result<Vec<LossBucket>, BucketError> {
+    validate_curve(buckets)?;
+    let mut out = Vec::with_capacity(boundaries.len().saturating_sub(1));
+    let mut i = 0;
+    for pair in boundaries.windows(2) {
+        let (lo, hi) = (pair[0], pair[1]);
+        while i < buckets.len() && buckets[i].start < lo {
+            i += 1;
+        }
+        if i == buckets.len() || buckets[i].start != lo {
+            return Err(BucketError::Malformed(format!(
+                "{lo} is not a bucket boundary of the curve"
+            )));
+        }
+        let mut parts = Vec::new();
+        while i < buckets.len() && buckets[i].end <= hi {
+            parts.push(&buckets[i]);
+            i += 1;
+        }
+        match parts.last() {
+            Some(last) if last.end == hi => {}
+            _ => {
+                return Err(BucketError::Malformed(format!(
+                    "{hi} is not a bucket boundary of the curve"
+                )));
+            }
+        }
+        let width = |b: &LossBucket| (b.end - b.start) as f64;
+        let total: f64 = parts.iter().map(|b| width(b)).sum();
+        let mean_of = |f: &dyn Fn(&LossBucket) -> Option<f64>| -> Option<f64> {
+            let mut acc = 0.0;
+            for b in &parts {
+                acc += f(b)? * width(b);
+            }
+            Some(acc / total)
+        };
+        let se = parts
+            .iter()
+            .map(|b| (b.stderr * width(b)).powi(2))
+            .sum::<f64>()
+            .sqrt()
+            / total;
+        out.push(LossBucket {
+            start: lo,
+            end: hi,
+            loss: parts.iter().map(|b| b.loss * width(b)).sum::<f64>() / total,
+            stderr: se,
+            ngram: mean_of(&|b| b.ngram),
+            reference: mean_of(&|b| b.reference),
+        });
+    }
+    Ok(out)
+}
+
+/// Boundaries shared by two curves, restricted to the range both cover.
+pub fn shared_boundaries(a: &[LossBucket], b: &[LossBucket]) -> Vec<usize> {
+    let bounds = |c: &[LossBucket]| -> Vec<usize> {
+        let mut v: Vec<usize> = c.iter().map(|x| x.start).collect();
+        if let Some(last) = c.last() {
+            v.push(last.end);
+        }
+        v
+    };
+    let (ba, bb) = (bounds(a), bounds(b));
+    let set: std::collections::BTreeSet<usize> = bb.into_iter().collect();
+    ba.into_iter().filter(|x| set.contains(x)).collect()
+}
+
+/// Re-buckets two curves onto their common boundaries (over the range both cover), so they
+/// can be compared bucket by bucket even when they were bucketed with different sizes.
+pub fn common_grid(
+    a: &[LossBucket],
+    b: &[LossBucket],
+) -> Result<(Vec<LossBucket>, Vec<LossBucket>), BucketError> {
+    validate_curve(a)?;
+    validate_curve(b)?;
+    let shared = shared_boundaries(a, b);
+    if shared.len() < 2 {
+        return Err(BucketError::Mismatch(
+            "the two curves share no bucket (no two common boundaries)".into(),
+        ));
+    }
+    Ok((
+        merge_to_boundaries(a, &shared)?,
+        merge_to_boundaries(b, &shared)?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn mean_over_positions_and_windows_with_stderr_across_windows() {
+        let mut acc = BucketAccumulator::new(2, 5).unwrap();
+        acc.add_window(&[1.0f32, 3.0, 5.0, 7.0, 9.0]).unwrap();
+        acc.add_window(&[3.0f32, 5.0, 7.0, 9.0, 11.0]).unwrap();
+        let buckets = acc.finish().unwrap();
+        assert_eq!(buckets.len(), 3);
+        assert_eq!((buckets[0].start, buckets[0].end), (0, 2));
+        assert_eq!((buckets[2].start, buckets[2].end), (4, 5));
+        assert!(close(buckets[0].loss, 3.0));
+        assert!(close(buckets[1].loss, 7.0));
+        assert!(close(buckets[2].loss, 10.0));
+        // Window means of bucket 0 are 2 and 4: sd = sqrt(2), stderr = sqrt(2)/sqrt(2) = 1.
+        assert!(close(buckets[0].stderr, 1.0));
+        assert!(
+            buckets
+                .iter()
+                .all(|b| b.ngram.is_none() && b.reference.is_none())
+        );
+    }
+
+    #[test]
+    fn streaming_spans_equal_whole_windows() {
+        let w0: Vec<f64> = (0..10).map(|i| (i as f64).sin() + 2.0).collect();
+        let w1: Vec<f64> = (0..10).map(|i| (i as f64 * 0.7).cos() + 2.0).collect();
+        let mut whole = BucketAccumulator::new(3, 10).unwrap();
+        whole.add_window(&w0).unwrap();
+        whole.add_window(&w1).unwrap();
+        let mut spans = BucketAccumulator::new(3, 10).unwrap();
+        // Out of order, uneven chunk sizes, straddling bucket boundaries.
+        spans.add_span(1, 4, &w1[4..]).unwrap();
+        spans.add_span(0, 0, &w0[..5]).unwrap();
+        spans.add_span(1, 0, &w1[..4]).unwrap();
+        spans.add_span(0, 5, &w0[5..]).unwrap();
+        assert_eq!(whole.finish().unwrap(), spans.finish().unwrap());
+    }
+
+    #[test]
+    fn single_window_has_zero_stderr_and_bad_input_is_rejected_without_damage() {
+        let mut acc = BucketAccumulator::new(4, 8).unwrap();
+        acc.add_window(&[1.0f32; 8]).unwrap();
+        let before = acc.finish().unwrap();
+        assert!(before.iter().all(|b| b.stderr == 0.0));
+        let err = acc.add_span(0, 6, &[1.0f32, 2.0, 3.0]).unwrap_err();
+        assert!(
+            matches!(err, BucketError::PastHorizon { end: 9, .. }),
+            "{err}"
+        );
+        let err = acc.add_span(0, 0, &[1.0f32, f32::NAN]).unwrap_err();
+        assert!(err.to_string().contains("position 1"), "{err}");
+        assert_eq!(acc.finish().unwrap(), before);
+        assert_eq!(
+            BucketAccumulator::new(0, 8).unwrap_err(),
+            BucketError::ZeroBucket
+        );
+        assert_eq!(
+            BucketAccumulator::new(4, 8).unwrap().finish().unwrap_err(),
+            BucketError::Empty
+        );
+    }
+
+    #[test]
+    fn partially_reached_buckets_are_left_out() {
+        let mut acc = BucketAccumulator::new(2, 8).unwrap();
+        acc.add_span(0, 0, &[1.0f32, 1.0, 1.0]).unwrap();
+        let buckets = acc.finish().unwrap();
+        assert_eq!(buckets.len(), 2);
+        assert_eq!((buckets[1].start, buckets[1].end), (2, 4));
+    }
+
+    #[test]
+    fn paired_accumulation_sets_the_baseline() {
+        let mut acc = PairedAccumulator::new(2, 4).unwrap();
+        acc.add_window(&[3.0f32, 3.0, 5.0, 5.0], &[1.0f32, 1.0, 2.0, 2.0])
+            .unwrap();
+        acc.add_window(&[3.0f32, 3.0, 5.0, 5.0], &[1.0f32, 1.0, 4.0, 4.0])
+            .unwrap();
+        let buckets = acc.finish().unwrap();
+        assert_eq!(buckets[0].ngram, Some(1.0));
+        assert_eq!(buckets[1].ngram, Some(3.0));
+        assert_eq!(buckets[1].excess(), Some(2.0));
+        let err = acc.add_window(&[1.0f32; 4], &[1.0f32; 3]).unwrap_err();
+        assert!(matches!(err, BucketError::Mismatch(_)));
+        // A bad baseline leaves the model side untouched too.
+        let err = acc
+            .add_span(2, 0, &[1.0f32, 1.0], &[1.0f32, f32::INFINITY])
+            .unwrap_err();
+        assert!(matches!(err, BucketError::NonFinite { .. }));
+        assert_eq!(acc.finish().unwrap(), buckets);
+    }
+
+    fn curve(bucket: usize, values: &[f64]) -> Vec<LossBucket> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| LossBucket {
+                start: i * bucket,
+                end: (i + 1) * bucket,
+                loss: v,
+                stderr: 0.1,
+                ngram: Some(v / 2.0),
+                reference: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn common_grid_merges_finer_buckets_by_width() {
+        let fine = curve(2, &[1.0, 3.0, 5.0, 7.0, 9.0, 11.0]); // [0, 12)
+        let coarse = curve(4, &[10.0, 20.0, 30.0, 40.0]); // [0, 16)
+        let (f, c) = common_grid(&fine, &coarse).unwrap();
+        assert_eq!(f.len(), 3);
+        assert_eq!(c.len(), 3);
+        assert_eq!((f[2].start, f[2].end), (8, 12));
+        assert!(close(f[0].loss, 2.0));
+        assert!(close(f[2].loss, 10.0));
+        assert_eq!(f[1].ngram, Some(3.0));
+        assert!(close(c[1].loss, 20.0));
+        assert!(close(f[0].stderr, (0.2f64.powi(2) * 2.0).sqrt() / 4.0));
+        // A bucket size that shares only the origin and one boundary still aligns.
+        let odd = curve(3, &[1.0, 1.0, 1.0, 1.0]); // boundaries 0,3,6,9,12
+        let (o, c) = common_grid(&odd, &coarse).unwrap();
+        assert_eq!(o.iter().map(|b| b.end).collect::<Vec<_>>(), vec![12]);
+        assert_eq!(c[0].end, 12);
+    }
+
+    #[test]
+    fn malformed_curves_are_named() {
+        let mut gap = curve(2, &[1.0, 2.0, 3.0]);
+        gap[1].start = 3;
+        assert!(
+            validate_curve(&gap)
+                .unwrap_err()
+                .to_string()
+                .contains("starts at 3")
+        );
+        let mut nan = curve(2, &[1.0, 2.0]);
+        nan[1].ngram = Some(f64::NAN);
+        assert!(validate_curve(&nan).is_err());
+        let other = curve(5, &[1.0]);
+        let tiny = curve(2, &[1.0]);
+        assert!(matches!(
+            common_grid(&tiny, &other).unwrap_err(),
+            BucketError::Mismatch(_)
+        ));
+    }
+}
