@@ -16,8 +16,14 @@ fn main() {
     }
     let scratch = tempfile::tempdir().expect("temporary directory");
     let data = |tokenizer: &str, cache: &str| DataConfig {
-        train: vec![format!("{}/slimpajama/train/**/*.jsonl.zst", corpus.display())],
-        validation: vec![format!("{}/slimpajama/validation/**/*.jsonl.zst", corpus.display())],
+        train: vec![format!(
+            "{}/slimpajama/train/**/*.jsonl.zst",
+            corpus.display()
+        )],
+        validation: vec![format!(
+            "{}/slimpajama/validation/**/*.jsonl.zst",
+            corpus.display()
+        )],
         validation_fraction: 0.0,
         tokenizer: corpus.join(tokenizer),
         packing: Packing::Concat,
@@ -32,10 +38,15 @@ fn main() {
         for threads in [1, 2] {
             let config = data(tokenizer, &format!("{tokenizer}-{threads}"));
             let tok = Tokenizer::from_file(&config.tokenizer).expect("tokenizer");
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("pool");
             let start = Instant::now();
             let manifest = pool
-                .install(|| prepare_cache(&config, &tok, config.cache_dir.as_ref().expect("set"), true))
+                .install(|| {
+                    prepare_cache(&config, &tok, config.cache_dir.as_ref().expect("set"), true)
+                })
                 .expect("prepare");
             let secs = start.elapsed().as_secs_f64();
             let bytes = (manifest.train.bytes + manifest.heldout.bytes) as f64;
@@ -57,6 +68,9 @@ fn main() {
         while total < 100_000_000 {
             total += stream.next_sequences(rows).expect("sequences").len();
         }
-        println!("{seq_len:>15} {:>10.0}", total as f64 / start.elapsed().as_secs_f64());
+        println!(
+            "{seq_len:>15} {:>10.0}",
+            total as f64 / start.elapsed().as_secs_f64()
+        );
     }
 }
