@@ -30,6 +30,11 @@ fn the_quickstart_runs_end_to_end() {
     }
     let law: LawReport = serde_json::from_slice(&std::fs::read(experiment.law()).unwrap()).unwrap();
     assert_eq!(law.forget_points.len(), 2);
+    let figure = std::fs::read_to_string(experiment.law_plot()).unwrap();
+    assert!(
+        figure.contains("<svg") && figure.contains("5.172"),
+        "law.svg shows the paper's line"
+    );
     let report = std::fs::read_to_string(experiment.report().join("index.html")).unwrap();
     assert!(report.contains("<svg") && report.contains("quickstart"));
     // A second run finds everything done and only refreshes the fit and report.

@@ -340,3 +340,55 @@ fn config_errors_are_one_line_with_key_and_line() {
         assert!(number.is_some(), "no line number in {stderr}");
     }
 }
+
+/// A sequence trained as segments with the state passed and back-propagated through is the
+/// same computation as one segment; detaching the state at the boundaries (truncated BPTT)
+/// changes the gradients but not the first forward pass.
+#[test]
+fn segments_with_bptt_train_like_one_segment_and_detach_differs() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let losses = |name: &str, extra: &str| -> Vec<f64> {
+        let config = write(
+            dir.path(),
+            &format!("{name}.toml"),
+            &tiny_run_config(128, 6 * 1024, extra),
+        );
+        let run = RunDir::new(dir.path().join(name));
+        run_ok(&[
+            "train",
+            config.to_str().unwrap(),
+            "--run-dir",
+            run.root().to_str().unwrap(),
+        ]);
+        let (records, _) = read_metrics(&run.metrics()).unwrap();
+        records
+            .iter()
+            .filter(|r| r.kind == MetricKind::Train)
+            .map(|r| r.loss)
+            .collect()
+    };
+    let whole = losses("whole", "");
+    let bptt = losses("bptt", "segment_len = 32\nstate_passing = \"bptt\"");
+    let detach = losses("detach", "segment_len = 32\nstate_passing = \"detach\"");
+    println!("one segment {whole:?}\nbptt        {bptt:?}\ndetach      {detach:?}");
+    assert_eq!(whole.len(), 6);
+    for (a, b) in whole.iter().zip(&bptt) {
+        assert!(
+            (a - b).abs() < 2e-4,
+            "bptt over segments differs from one segment: {a} vs {b}"
+        );
+    }
+    assert!(
+        (whole[0] - detach[0]).abs() < 2e-4,
+        "the first forward pass is the same"
+    );
+    assert!(
+        whole
+            .iter()
+            .zip(&detach)
+            .skip(1)
+            .any(|(a, b)| (a - b).abs() > 1e-4),
+        "detaching the state changes training"
+    );
+}

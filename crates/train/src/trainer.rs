@@ -168,6 +168,18 @@ fn run_loop(
         None => TrainStream::open(&config.data, train.seq_len, config.seed)?,
     };
     check_vocab(config, stream.tokenizer().vocab_size())?;
+    let report = stream.report();
+    tracing::info!(
+        "data: {} documents / {} tokens eligible, token cache {}{}",
+        report.eligible_documents,
+        report.eligible_tokens,
+        report.cache_dir.display(),
+        if report.skipped.is_empty() {
+            String::new()
+        } else {
+            format!(", skipped records {:?}", report.skipped)
+        }
+    );
     record_data_provenance(run, config, &stream)?;
     let validation = validation_sequences(&mut heldout_stream(&config.data)?, config)?;
 
@@ -415,6 +427,10 @@ fn record_data_provenance(
         "train": config.data.train,
         "validation": config.data.validation,
         "packing": config.data.packing,
+        "token_cache": stream.report().cache_dir,
+        "eligible_documents": stream.report().eligible_documents,
+        "eligible_tokens": stream.report().eligible_tokens,
+        "skipped_records": stream.report().skipped,
     });
     write_json_atomic(&path, &value).map_err(TrainError::io(&path))
 }

@@ -1,7 +1,8 @@
 //! `forgetlab fit`: T_forget(N_S) and T_recall(N_S) over an experiment's runs.
 //!
 //! Thin layer over [`forgetlab_eval::experiment`]: options come from the experiment file's
-//! `[fit]` table, flags override them, and the result is `law.json` plus a table on stdout.
+//! `[fit]` table, flags override them, and the result is `law.json`, its figures (`law.svg`,
+//! `recall_law.svg`) and a table on stdout.
 
 use std::path::PathBuf;
 
@@ -56,5 +57,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     println!("wrote {}", fit.law_path.display());
+    // The figures: T_forget vs N_S with the fitted line(s), band and the paper's line, and
+    // T_recall vs N_S with the exponential law.
+    let figures = [
+        (
+            experiment.law_plot(),
+            forgetlab_plot::law_chart(&fit.report),
+        ),
+        (
+            experiment.root().join("recall_law.svg"),
+            forgetlab_plot::recall_law_chart(&fit.report),
+        ),
+    ];
+    for (path, svg) in figures {
+        forgetlab_runs::write_atomic(&path, svg.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
     Ok(())
 }
