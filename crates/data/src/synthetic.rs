@@ -8,12 +8,13 @@
 //! seq_len + 1 tokens, so small CPU models get a reason to remember far back:
 //!
 //! - `passkey`: filler sentences (drawn from a small set, so they are cheap to predict), a
-//!   needle "The pass key is 12345. Remember it. 12345 is the pass key." at a random depth, and
-//!   at the very end "What is the pass key? The pass key is 12345"; the final digits can only be
-//!   predicted from the needle.
-//! - `associative-recall`: `recall_pairs` key-value pairs "KEY=17;" at the start, filler, then
-//!   `recall_queries` of the keys again with their values; each value can only be predicted from
-//!   the pairs at the start.
+//!   needle "pass key 12345." at a random depth, and at the very end "pass key? 12345"; the final
+//!   digits can only be predicted from the needle. Compact, so it fits even 16-token windows.
+//! - `associative-recall`: key-value pairs "KEY=17;" at the start, filler, then "Recall:" and
+//!   some of the keys again with their values; each value can only be predicted from the pairs
+//!   at the start. `recall_pairs` and `recall_queries` are upper bounds: windows too short for
+//!   them get fewer pairs, and the numbers used are logged; a task that does not fit at all
+//!   (associative recall below about 20 tokens) is left out with a warning.
 
 use forgetlab_runs::config::{SyntheticConfig, SyntheticPrompt, SyntheticTask};
 
@@ -77,7 +78,7 @@ impl SyntheticTasks {
                 path: tok.path().to_path_buf(),
                 reason: e.to_string(),
             })?;
-        let tasks = Self {
+        let mut tasks = Self {
             tasks: config.tasks.clone(),
             window: seq_len + 1,
             fillers,
@@ -85,17 +86,46 @@ impl SyntheticTasks {
             queries: config.recall_queries.min(config.recall_pairs),
             tokenizer: std::sync::Arc::new(inner),
         };
-        // Every task must fit; check with a fixed draw.
-        let mut rng = SplitMix64::new(0);
-        for task in &tasks.tasks {
-            let (head, tail) = tasks.parts(*task, &mut rng);
-            if head.len() + tail.len() > tasks.window {
-                return Err(DataError::Invalid(format!(
-                    "train.seq_len = {seq_len} is too short for the synthetic {task:?} task ({} tokens without filler)",
-                    head.len() + tail.len()
-                )));
+        // Every task must fit the window: shrink the recall task to fit, then check each task
+        // with a few draws and a safety margin (digits and keys tokenize to varying lengths).
+        let fits = |t: &Self, task: SyntheticTask| {
+            let mut rng = SplitMix64::new(0);
+            (0..16).all(|_| {
+                let (head, tail) = t.parts(task, &mut rng);
+                head.len() + tail.len() + 2 <= t.window
+            })
+        };
+        if tasks.tasks.contains(&SyntheticTask::AssociativeRecall) {
+            while !fits(&tasks, SyntheticTask::AssociativeRecall) && tasks.pairs > 1 {
+                tasks.pairs -= 1;
+                tasks.queries = tasks.queries.min(tasks.pairs);
+            }
+            if (tasks.pairs, tasks.queries)
+                != (
+                    config.recall_pairs,
+                    config.recall_queries.min(config.recall_pairs),
+                )
+            {
+                tracing::info!(
+                    "associative recall at length {seq_len}: {} pairs, {} queries (the window is too short for more)",
+                    tasks.pairs,
+                    tasks.queries
+                );
             }
         }
+        let (kept, dropped): (Vec<_>, Vec<_>) = tasks.tasks.iter().partition(|t| fits(&tasks, **t));
+        if kept.is_empty() {
+            return Err(DataError::Invalid(format!(
+                "train.seq_len = {seq_len} is too short for any synthetic task in {:?}",
+                config.tasks
+            )));
+        }
+        if !dropped.is_empty() {
+            tracing::warn!(
+                "synthetic tasks {dropped:?} do not fit sequences of {seq_len} tokens; using {kept:?}"
+            );
+        }
+        tasks.tasks = kept;
         Ok(tasks)
     }
 
@@ -112,10 +142,8 @@ impl SyntheticTasks {
             SyntheticTask::Passkey => {
                 let key = format!("{:05}", rng.below(100_000));
                 (
-                    self.encode(&format!(
-                        "The pass key is {key}. Remember it. {key} is the pass key. "
-                    )),
-                    self.encode(&format!("What is the pass key? The pass key is {key}")),
+                    self.encode(&format!("pass key {key}. ")),
+                    self.encode(&format!("pass key? {key}")),
                 )
             }
             SyntheticTask::AssociativeRecall => {
