@@ -466,7 +466,7 @@ fn synthetic_tasks_and_prompts_have_exact_lengths() {
             .contains("too short")
     );
     // Short windows get fewer recall pairs (or only the passkey task), never a wrong length.
-    for seq_len in [16, 24] {
+    for seq_len in [24, 32] {
         let mut short = TrainStream::open(&data, seq_len, 5).unwrap();
         assert_eq!(short.next_sequences(10).unwrap().len(), 10 * (seq_len + 1));
     }
