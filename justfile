@@ -84,13 +84,18 @@ tail EXP RUN:
 bench *ARGS:
     {{forgetlab}} bench {{ARGS}}
 
-# Run every test (the Slurm test only with `just test-slurm`).
-test *ARGS:
+# Every test, as CI runs it (installs what it needs, fetches the corpus, lints, GPU compile checks).
+test:
+    tests/run-all
+
+# Only the cargo tests (no installs, no lints, no Slurm); `just unit -p forgetlab-model`.
+unit *ARGS:
     cargo test --release --workspace {{ARGS}}
 
-# The real-Slurm test: brings up a one-node cluster on loopback (root; apt-installs Slurm), ~3 min.
+# The real-Slurm tests: bring up a one-node cluster on loopback (root; apt-installs Slurm), ~7 min.
 test-slurm:
     FORGETLAB_SLURM_TEST=1 cargo test --release -p forgetlab-sweep --test slurm -- --nocapture
+    FORGETLAB_SLURM_TEST=1 cargo test --release -p forgetlab-cli --test slurm -- --nocapture
 
 # Start a one-node Slurm cluster on loopback to try `just slurm` on this machine (root).
 slurm-up:
