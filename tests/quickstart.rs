@@ -35,8 +35,24 @@ fn the_quickstart_runs_end_to_end() {
         figure.contains("<svg") && figure.contains("5.172"),
         "law.svg shows the paper's line"
     );
-    let report = std::fs::read_to_string(experiment.report().join("index.html")).unwrap();
-    assert!(report.contains("<svg") && report.contains("quickstart"));
+    // The report names the experiment and every figure it links is an SVG file beside it.
+    let report_dir = experiment.report();
+    let report = std::fs::read_to_string(report_dir.join("index.html")).unwrap();
+    assert!(report.contains("quickstart"), "the report names its experiment");
+    let figures: Vec<&str> = report
+        .split("<img src=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert!(
+        figures.contains(&"figures/law.svg"),
+        "the report shows the law figure: {figures:?}"
+    );
+    for figure in &figures {
+        let svg = std::fs::read_to_string(report_dir.join(figure))
+            .unwrap_or_else(|e| panic!("report figure {figure}: {e}"));
+        assert!(svg.contains("<svg"), "{figure} is an SVG");
+    }
     // A second run finds everything done and only refreshes the fit and report.
     let again = std::time::Instant::now();
     run_ok(&["quickstart", "--runs-dir", dir.path().to_str().unwrap()]);
