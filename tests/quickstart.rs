@@ -38,7 +38,10 @@ fn the_quickstart_runs_end_to_end() {
     // The report names the experiment and every figure it links is an SVG file beside it.
     let report_dir = experiment.report();
     let report = std::fs::read_to_string(report_dir.join("index.html")).unwrap();
-    assert!(report.contains("quickstart"), "the report names its experiment");
+    assert!(
+        report.contains("quickstart"),
+        "the report names its experiment"
+    );
     let figures: Vec<&str> = report
         .split("<img src=\"")
         .skip(1)

@@ -2,13 +2,17 @@
 //! throughput of the reference configurations on the CPU backend. Prints one JSON object per
 //! measurement and a table.
 
-use forgetlab_model::bench::{bench_streaming, bench_training, reference_models};
+use forgetlab_model::bench::{HeadGradient, bench_streaming, bench_training, reference_models};
 
-/// The same allocator as the `forgetlab` binary (see crates/cli/src/main.rs).
+/// The same allocator and settings as the `forgetlab` binary (see crates/cli/src/main.rs).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets mimalloc's process-wide `mi_option_purge_delay` (15) to -1: never purge.
+        unsafe { libmimalloc_sys::mi_option_set(15, -1) };
+    }
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let chunk = args
@@ -21,7 +25,7 @@ fn main() {
     let mut results = Vec::new();
     for model in reference_models(chunk) {
         for seq_len in [256, 1024, 4096] {
-            let r = bench_training(&model, seq_len, 8192, steps);
+            let r = bench_training(&model, seq_len, 8192, steps, HeadGradient::HandWritten);
             println!("{}", serde_json::to_string(&r).expect("serialisable"));
             results.push(r);
         }

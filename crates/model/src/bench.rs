@@ -71,6 +71,15 @@ fn tokens(batch: usize, len: usize, vocab: usize, seed: usize, device: &Device) 
     Tensor::from_data(TensorData::new(values, [batch, len]), device)
 }
 
+/// How a training benchmark differentiates the LM head and cross-entropy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadGradient {
+    /// The trainer's path, [`Mamba2::forward_loss`] (closed-form gradient, blocked logits).
+    HandWritten,
+    /// Autodiff over `log_softmax(logits)`, for comparison.
+    Autodiff,
+}
+
 /// Times `steps` training steps (after one warm-up) of `model` at `seq_len`, with
 /// `tokens_per_step` tokens per step.
 pub fn bench_training(
@@ -78,6 +87,7 @@ pub fn bench_training(
     seq_len: usize,
     tokens_per_step: usize,
     steps: usize,
+    head: HeadGradient,
 ) -> BenchResult {
     let device = Device::flex().autodiff();
     let model = Mamba2::init(&bench.config, 0, &device).expect("reference configs are valid");
@@ -87,9 +97,18 @@ pub fn bench_training(
         let ids = tokens(batch, seq_len + 1, vocab, i, &device);
         let inputs = ids.clone().narrow(1, 0, seq_len);
         let targets = ids.narrow(1, 1, seq_len);
-        let (logits, _) = model.forward(inputs, None, &ScanHooks::default());
-        let loss = next_token_loss(logits, targets);
-        let grads = loss.backward();
+        let hooks = ScanHooks::default();
+        let grads = match head {
+            HeadGradient::HandWritten => {
+                let scale = 1.0 / (batch * seq_len) as f32;
+                let (loss, _) = model.forward_loss(inputs, targets, None, &hooks, scale);
+                loss.surrogate.backward()
+            }
+            HeadGradient::Autodiff => {
+                let (logits, _) = model.forward(inputs, None, &hooks);
+                next_token_loss(logits, targets).backward()
+            }
+        };
         drop(grads);
     };
     run(0);
@@ -101,7 +120,11 @@ pub fn bench_training(
     let seconds = start.elapsed().as_secs_f64() / steps as f64;
     BenchResult {
         model: bench.name.to_string(),
-        mode: "train".to_string(),
+        mode: match head {
+            HeadGradient::HandWritten => "train",
+            HeadGradient::Autodiff => "train/autodiff-head",
+        }
+        .to_string(),
         seq_len,
         tokens_per_step: batch * seq_len,
         chunk_size: bench.config.chunk_size,

@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod device;
 pub mod error;
 pub mod init;
+pub mod loss;
 pub mod mixer;
 pub mod model;
 pub mod ssd;
@@ -24,6 +25,7 @@ mod testing;
 
 pub use error::ModelError;
 pub use forgetlab_runs::config::{ModelConfig as Mamba2Config, StateSize};
+pub use loss::SegmentLoss;
 pub use mixer::{LayerState, LayerTrace};
 pub use model::{Mamba2, ModelState, ModelTrace, ScanHooks};
 pub use weights::Weights;

@@ -206,6 +206,17 @@ impl Mamba2 {
         (self.logits(normed), state, trace)
     }
 
+    /// The final-norm outputs `[batch, length, d_model]` (the LM head's input) and the state.
+    pub(crate) fn forward_normed(
+        &self,
+        ids_bl: Tensor<2, Int>,
+        state: Option<ModelState>,
+        hooks: &ScanHooks,
+    ) -> (Tensor<3>, ModelState) {
+        let (hidden, state) = self.forward_hidden(ids_bl, state, hooks, None);
+        (self.norm(hidden, &self.norm_f_weight), state)
+    }
+
     fn forward_hidden(
         &self,
         ids_bl: Tensor<2, Int>,

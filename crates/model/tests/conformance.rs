@@ -271,15 +271,38 @@ fn gradients_match_transformers() {
     let ids = input_ids(&dev);
     let (logits, _) = model.forward(ids.clone(), None, &ScanHooks::default());
     let loss = next_token_loss(logits, ids);
+    assert_loss_matches(loss.clone().into_scalar());
+    let grads = loss.backward();
+    assert_gradients_match(Weights::from_grads(&model, &grads));
+}
+
+/// The trainer's loss path (hand-written head and cross-entropy) gives the same loss and
+/// gradients.
+#[test]
+fn training_loss_path_matches_transformers_gradients() {
+    let dev = cpu().autodiff();
+    let model = load(&dev);
+    let ids = input_ids(&dev);
+    let [batch, len] = ids.dims();
+    let inputs = ids.clone().narrow(1, 0, len - 1);
+    let targets = ids.narrow(1, 1, len - 1);
+    let scale = 1.0 / (batch * (len - 1)) as f32;
+    let (loss, _) = model.forward_loss(inputs, targets, None, &ScanHooks::default(), scale);
+    assert_loss_matches(loss.value.into_scalar());
+    let grads = loss.surrogate.backward();
+    assert_gradients_match(Weights::from_grads(&model, &grads));
+}
+
+fn assert_loss_matches(loss_value: f32) {
     let io = read_io(&fixture_dir().join("tiny_io.safetensors"));
-    let loss_value: f32 = loss.clone().into_scalar();
     assert!(
         (loss_value - io["loss"].1[0]).abs() < 1e-4,
         "loss {loss_value} vs {}",
         io["loss"].1[0]
     );
-    let grads = loss.backward();
-    let got = Weights::from_grads(&model, &grads);
+}
+
+fn assert_gradients_match(got: Weights) {
     let want = read_io(&fixture_dir().join("tiny_grads.safetensors"));
     assert_eq!(
         got.tensors.len(),

@@ -22,8 +22,9 @@ pub struct PlanLine<'a> {
     pub params: u64,
     /// The varied keys' values in this run.
     pub point: serde_json::Map<String, serde_json::Value>,
-    /// The full resolved run config, exactly what `config.toml` will hold. JSON has no
-    /// infinity: an unbounded `dt_limit` end is `null`.
+    /// The full resolved run config; `config.toml` holds it with data paths made absolute
+    /// against the working directory. JSON has no infinity: an unbounded `dt_limit` end is
+    /// `null`.
     pub config: serde_json::Value,
 }
 

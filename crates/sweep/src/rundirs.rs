@@ -42,15 +42,24 @@ pub fn has_progress(run: &RunDir) -> bool {
         || !run.complete_checkpoints().is_empty()
 }
 
+/// The config a run directory holds: the planned one with data paths made absolute against
+/// the working directory, exactly as `forgetlab train` resolves and rewrites it (the sweep's
+/// tasks run in the same directory, locally and on Slurm).
+fn resolved_config(run: &PlannedRun) -> Result<RunConfig, SweepError> {
+    let cwd = std::env::current_dir().map_err(|e| SweepError::io(Path::new("."), e))?;
+    Ok(run.config.with_absolute_paths(&cwd))
+}
+
 fn check_run_dir(dir: &RunDir, run: &PlannedRun) -> Result<(), SweepError> {
     if !dir.config().exists() || !has_progress(dir) {
         return Ok(());
     }
+    let planned = resolved_config(run)?;
     match RunConfig::load(&dir.config()) {
-        Ok(existing) if existing == run.config => Ok(()),
+        Ok(existing) if existing == planned => Ok(()),
         Ok(existing) => {
             let mut keys = Vec::new();
-            if let (Ok(a), Ok(b)) = (Value::try_from(&existing), Value::try_from(&run.config)) {
+            if let (Ok(a), Ok(b)) = (Value::try_from(&existing), Value::try_from(&planned)) {
                 diff_keys(&a, &b, "", &mut keys);
             }
             let shown: Vec<String> = keys.iter().take(6).cloned().collect();
@@ -81,9 +90,10 @@ fn check_run_dir(dir: &RunDir, run: &PlannedRun) -> Result<(), SweepError> {
 
 fn write_run_dir(dir: &RunDir, run: &PlannedRun) -> Result<(), SweepError> {
     std::fs::create_dir_all(dir.root()).map_err(|e| SweepError::io(dir.root(), e))?;
-    let same = RunConfig::load(&dir.config()).is_ok_and(|c| c == run.config);
+    let planned = resolved_config(run)?;
+    let same = RunConfig::load(&dir.config()).is_ok_and(|c| c == planned);
     if !same {
-        write_atomic(&dir.config(), run.config.to_toml().as_bytes())
+        write_atomic(&dir.config(), planned.to_toml().as_bytes())
             .map_err(|e| SweepError::io(dir.config(), e))?;
     }
     if !same || !dir.status().exists() {

@@ -69,6 +69,14 @@ fn trains_evaluates_fits_then_skips_everything() {
         forgetlab_runs::RunConfig::load(&RunDir::new(f.run_dir("tiny", RUNS[3])).config()).unwrap();
     assert_eq!((config.model.d_state, config.train.seq_len), (8, 32));
     assert_eq!(config.name.as_deref(), Some("tiny/d_state-8_len-32"));
+    // ... with data paths made absolute, as `forgetlab train` rewrites it, so that a later
+    // invocation recognises the config of a run that has trained.
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(config.data.tokenizer, cwd.join("data/none/tok.json"));
+    assert_eq!(
+        config.data.train,
+        vec![cwd.join("data/none/*.jsonl").to_string_lossy().into_owned()]
+    );
 
     let calls_before = f.calls().len();
     let again = run_experiment(&f.experiment, &options).unwrap();

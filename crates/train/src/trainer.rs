@@ -372,32 +372,22 @@ fn accumulate_micro_batch(
     for s in 0..segments {
         let inputs = ids.clone().narrow(1, s * segment, segment);
         let targets = ids.clone().narrow(1, s * segment + 1, segment);
-        let (logits, next) = model.forward(inputs, state, &hooks);
-        let loss = summed_token_loss(logits, targets) * loss_scale;
+        let (loss, next) = model.forward_loss(inputs, targets, state, &hooks, loss_scale as f32);
+        total += loss.value.into_scalar::<f32>() as f64;
         pending = Some(match pending.take() {
-            Some(p) => p + loss,
-            None => loss,
+            Some(p) => p + loss.surrogate,
+            None => loss.surrogate,
         });
         state = Some(next);
         let last = s + 1 == segments;
         if last || config.train.state_passing == StatePassing::Detach {
-            let loss = pending.take().expect("a loss was just added");
-            total += loss.clone().into_scalar::<f32>() as f64;
-            let grads = GradientsParams::from_grads(loss.backward(), model);
+            let surrogate = pending.take().expect("a loss was just added");
+            let grads = GradientsParams::from_grads(surrogate.backward(), model);
             accumulator.accumulate(model, grads);
             state = state.map(ModelState::detach);
         }
     }
     total
-}
-
-/// Sum over positions of the next-token cross-entropy: logits [b, l, v], targets [b, l].
-fn summed_token_loss(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
-    let [batch, len, vocab] = logits.dims();
-    log_softmax(logits.reshape([batch * len, vocab]), 1)
-        .gather(1, targets.reshape([batch * len, 1]))
-        .sum()
-        .neg()
 }
 
 fn check_vocab(config: &RunConfig, tokenizer_vocab: usize) -> Result<(), TrainError> {
@@ -480,4 +470,14 @@ fn validation_loss(model: &Mamba2, sequences: &[u32], config: &RunConfig, device
         );
     }
     sum / count.max(1) as f64
+}
+
+/// Sum over positions of the next-token cross-entropy, without gradients: logits [b, l, v],
+/// targets [b, l]. (Training uses [`Mamba2::forward_loss`], which never holds all the logits.)
+fn summed_token_loss(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
+    let [batch, len, vocab] = logits.dims();
+    log_softmax(logits.reshape([batch * len, vocab]), 1)
+        .gather(1, targets.reshape([batch * len, 1]))
+        .sum()
+        .neg()
 }

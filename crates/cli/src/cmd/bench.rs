@@ -2,7 +2,9 @@
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use forgetlab_model::bench::{BenchResult, bench_streaming, bench_training, reference_models};
+use forgetlab_model::bench::{
+    BenchResult, HeadGradient, bench_streaming, bench_training, reference_models,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -46,6 +48,10 @@ enum BenchCommand {
         /// Print one JSON object per measurement instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also time training with autodiff over the LM head and log-softmax (the naive path),
+        /// to compare with the trainer's hand-written head gradient.
+        #[arg(long)]
+        autodiff_head: bool,
     },
 }
 
@@ -63,6 +69,7 @@ pub fn run(args: Args) -> Result<()> {
             tokens_per_step,
             lengths,
             json,
+            autodiff_head,
         } => {
             let steps = if quick { 1 } else { 3 };
             let stream_len = if quick { 16_384 } else { 65_536 };
@@ -70,7 +77,22 @@ pub fn run(args: Args) -> Result<()> {
             for model in reference_models(chunk) {
                 for &seq_len in &lengths {
                     tracing::info!("model {} training at length {seq_len}", model.name);
-                    results.push(bench_training(&model, seq_len, tokens_per_step, steps));
+                    results.push(bench_training(
+                        &model,
+                        seq_len,
+                        tokens_per_step,
+                        steps,
+                        HeadGradient::HandWritten,
+                    ));
+                    if autodiff_head {
+                        results.push(bench_training(
+                            &model,
+                            seq_len,
+                            tokens_per_step,
+                            steps,
+                            HeadGradient::Autodiff,
+                        ));
+                    }
                 }
                 tracing::info!("model {} streaming {stream_len} tokens", model.name);
                 results.push(bench_streaming(&model, stream_len, 4096));
@@ -187,10 +209,10 @@ fn print_results(results: &[BenchResult], json: bool) -> Result<()> {
         }
         return Ok(());
     }
-    println!("model  mode           seq_len  tokens/step  tokens/s   s/step  peak RSS MiB");
+    println!("model  mode                 seq_len  tokens/step  tokens/s   s/step  peak RSS MiB");
     for r in results {
         println!(
-            "{:<6} {:<13} {:>8} {:>12} {:>9.0} {:>8.3} {:>13}",
+            "{:<6} {:<19} {:>8} {:>12} {:>9.0} {:>8.3} {:>13}",
             r.model,
             r.mode,
             r.seq_len,
