@@ -179,14 +179,21 @@ pub fn forget_point(state_size: u64, runs: &[&RunOutcome]) -> ForgetPoint {
         None if verdicts.iter().all(Option::is_none) => {
             notes.insert(0, "no determined verdict".to_string());
         }
-        None => notes.insert(
-            0,
-            format!(
-                "no run forgets up to {}: T_forget > {}; train longer to bracket it",
-                format_len(lengths[lengths.len() - 1]),
-                format_len(lengths[lengths.len() - 1])
-            ),
-        ),
+        None => {
+            // Only a determined "does not forget" bounds T_forget from below.
+            let longest_fail = verdicts
+                .iter()
+                .rposition(|v| *v == Some(false))
+                .map_or(0, |j| lengths[j]);
+            notes.insert(
+                0,
+                format!(
+                    "no run forgets up to {}: T_forget > {}; train longer to bracket it",
+                    format_len(longest_fail),
+                    format_len(longest_fail)
+                ),
+            )
+        }
         Some(i) => {
             let last_fail = verdicts[..i].iter().rposition(|v| *v == Some(false));
             match last_fail {
@@ -855,6 +862,11 @@ mod tests {
         let p = point(&[(1024, Some(false)), (2048, Some(false))]);
         assert_eq!((p.t_forget, p.bracketed), (None, false));
         assert!(p.note.contains("T_forget > 2K"), "{}", p.note);
+
+        // Undetermined longer runs do not raise the lower bound.
+        let p = point(&[(1024, Some(false)), (2048, None), (4096, None)]);
+        assert_eq!((p.t_forget, p.bracketed), (None, false));
+        assert!(p.note.contains("T_forget > 1K;"), "{}", p.note);
 
         let p = point(&[
             (1024, Some(false)),
