@@ -85,10 +85,11 @@ impl Mamba2 {
         let bias_const = bias.as_ref().map(|b| b.clone().detach().without_autodiff());
         let [vocab, _] = weight_const.dims();
 
+        let device = x_const.device();
         let block = (block_elements / vocab).max(1).min(rows.max(1));
-        let mut loss_sum = Tensor::<1>::zeros([1], &x_const.device());
+        let mut loss_sum = Tensor::<1>::zeros([1], &device);
         let mut grad_x_blocks = Vec::with_capacity(rows.div_ceil(block));
-        let mut grad_weight = Tensor::<2>::zeros([vocab, d], &x_const.device());
+        let mut grad_weight = Tensor::<2>::zeros([vocab, d], &device);
         let mut grad_bias = bias_const.as_ref().map(|b| b.zeros_like());
         for start in (0..rows).step_by(block) {
             let n = block.min(rows - start);
@@ -107,13 +108,11 @@ impl Mamba2 {
             let grad_logits = probs.scatter(
                 1,
                 target_block,
-                Tensor::<2>::full([n, 1], -1.0, &x_const.device()),
+                Tensor::<2>::full([n, 1], -1.0, &device),
                 IndexingUpdateOp::Add,
             ) * scale;
             grad_x_blocks.push(grad_logits.clone().matmul(weight_const.clone()));
-            if let Some(gb) = grad_bias.take() {
-                grad_bias = Some(gb + grad_logits.clone().sum_dim(0).reshape([vocab]));
-            }
+            grad_bias = grad_bias.map(|gb| gb + grad_logits.clone().sum_dim(0).reshape([vocab]));
             grad_weight = grad_weight + grad_logits.transpose().matmul(x_block);
         }
         let grad_x = Tensor::cat(grad_x_blocks, 0);

@@ -188,8 +188,8 @@ impl Mamba2 {
         state: Option<ModelState>,
         hooks: &ScanHooks,
     ) -> (Tensor<3>, ModelState) {
-        let (hidden, state) = self.forward_hidden(ids_bl, state, hooks, None);
-        (self.head(hidden), state)
+        let (normed, state) = self.forward_normed(ids_bl, state, hooks);
+        (self.logits(normed), state)
     }
 
     /// Like [`Mamba2::forward`], also recording intermediate activations.
