@@ -24,6 +24,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // runs/ is an output directory and not in the repository: before the first run the
+    // default one is created, so the dashboard opens empty instead of failing.
+    if args.runs == std::path::Path::new("runs") && !args.runs.exists() {
+        std::fs::create_dir_all(&args.runs)
+            .with_context(|| format!("creating {}", args.runs.display()))?;
+    }
     let options = ServeOptions {
         runs_root: args.runs.clone(),
         addr: args.addr,
