@@ -392,3 +392,42 @@ fn segments_with_bptt_train_like_one_segment_and_detach_differs() {
         "detaching the state changes training"
     );
 }
+
+/// Micro-batches computed concurrently on model replicas are summed in micro-batch order, so
+/// the number of workers changes the speed, never the result: one worker and three workers
+/// train bit-identical models from the same micro-batching.
+#[test]
+fn workers_change_the_speed_not_the_result() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let train = |name: &str, workers: usize| -> RunDir {
+        let config = write(
+            dir.path(),
+            &format!("{name}.toml"),
+            &tiny_run_config(
+                64,
+                5 * 1024,
+                &format!("micro_batch_tokens = 256\nworkers = {workers}\nval_every = 2"),
+            ),
+        );
+        let run = RunDir::new(dir.path().join(name));
+        run_ok(&[
+            "train",
+            config.to_str().unwrap(),
+            "--run-dir",
+            run.root().to_str().unwrap(),
+        ]);
+        run
+    };
+    let one = train("one-worker", 1);
+    let three = train("three-workers", 3);
+    assert_eq!(
+        trajectory(&one).len(),
+        5 + 3,
+        "5 train records, 3 validations"
+    );
+    assert_eq!(trajectory(&one), trajectory(&three), "metrics differ");
+    let a = std::fs::read(one.final_model().join("model.safetensors")).unwrap();
+    let b = std::fs::read(three.final_model().join("model.safetensors")).unwrap();
+    assert!(a == b, "final weights differ between 1 and 3 workers");
+}

@@ -22,21 +22,34 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
     let steps = if quick { 1 } else { 3 };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut results = Vec::new();
     for model in reference_models(chunk) {
         for seq_len in [256, 1024, 4096] {
-            let r = bench_training(&model, seq_len, 8192, steps, HeadGradient::HandWritten);
-            println!("{}", serde_json::to_string(&r).expect("serialisable"));
-            results.push(r);
+            for workers in [1, cores] {
+                let r = bench_training(
+                    &model,
+                    seq_len,
+                    8192,
+                    steps,
+                    HeadGradient::HandWritten,
+                    workers,
+                );
+                println!("{}", serde_json::to_string(&r).expect("serialisable"));
+                results.push(r);
+                if cores == 1 {
+                    break;
+                }
+            }
         }
         let r = bench_streaming(&model, if quick { 16384 } else { 65536 }, 4096);
         println!("{}", serde_json::to_string(&r).expect("serialisable"));
         results.push(r);
     }
-    println!("\nmodel  mode          seq_len  tokens/s  s/step  peak RSS MiB");
+    println!("\nmodel  mode              seq_len  tokens/s  s/step  peak RSS MiB");
     for r in &results {
         println!(
-            "{:<6} {:<13} {:>7} {:>9.0} {:>7.3} {:>12}",
+            "{:<6} {:<17} {:>7} {:>9.0} {:>7.3} {:>12}",
             r.model,
             r.mode,
             r.seq_len,

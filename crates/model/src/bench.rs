@@ -10,6 +10,9 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use serde::Serialize;
 
+use burn::optim::GradientsParams;
+
+use crate::parallel::{LossAndGradients, summed_gradients};
 use crate::{Mamba2, Mamba2Config, ScanHooks};
 
 /// A named benchmark configuration.
@@ -81,35 +84,50 @@ pub enum HeadGradient {
 }
 
 /// Times `steps` training steps (after one warm-up) of `model` at `seq_len`, with
-/// `tokens_per_step` tokens per step.
+/// `tokens_per_step` tokens per step. With `workers` > 1 the step is split into that many
+/// micro-batches run concurrently on model replicas ([`crate::parallel`]), as the trainer does.
 pub fn bench_training(
     bench: &BenchModel,
     seq_len: usize,
     tokens_per_step: usize,
     steps: usize,
     head: HeadGradient,
+    workers: usize,
 ) -> BenchResult {
     let device = Device::flex().autodiff();
     let model = Mamba2::init(&bench.config, 0, &device).expect("reference configs are valid");
     let batch = (tokens_per_step / seq_len).max(1);
+    let workers = workers.clamp(1, batch);
+    let micro = batch / workers;
     let vocab = bench.config.vocab_size;
-    let run = |i: usize| {
-        let ids = tokens(batch, seq_len + 1, vocab, i, &device);
+    let scale = 1.0 / (micro * workers * seq_len) as f32;
+    let micro_batch = |replica: &Mamba2, device: &Device, seed: usize| {
+        let ids = tokens(micro, seq_len + 1, vocab, seed, device);
         let inputs = ids.clone().narrow(1, 0, seq_len);
         let targets = ids.narrow(1, 1, seq_len);
         let hooks = ScanHooks::default();
-        let grads = match head {
+        let (loss, grads) = match head {
             HeadGradient::HandWritten => {
-                let scale = 1.0 / (batch * seq_len) as f32;
-                let (loss, _) = model.forward_loss(inputs, targets, None, &hooks, scale);
-                loss.surrogate.backward()
+                let (loss, _) = replica.forward_loss(inputs, targets, None, &hooks, scale);
+                (loss.value, loss.surrogate.backward())
             }
             HeadGradient::Autodiff => {
-                let (logits, _) = model.forward(inputs, None, &hooks);
-                next_token_loss(logits, targets).backward()
+                let (logits, _) = replica.forward(inputs, None, &hooks);
+                let loss = next_token_loss(logits, targets) * (scale * (micro * seq_len) as f32);
+                (loss.clone(), loss.backward())
             }
         };
-        drop(grads);
+        LossAndGradients {
+            loss: loss.into_scalar::<f32>() as f64,
+            grads: GradientsParams::from_grads(grads, replica),
+        }
+    };
+    let replicas = vec![device.clone(); workers];
+    let run = |i: usize| {
+        let jobs: Vec<usize> = (0..workers).map(|w| i * workers + w).collect();
+        let summed = summed_gradients(&model, &device, &replicas, jobs, micro_batch, || false)
+            .expect("never stopped");
+        assert!(summed.loss.is_finite());
     };
     run(0);
     reset_peak_rss();
@@ -118,17 +136,18 @@ pub fn bench_training(
         run(i + 1);
     }
     let seconds = start.elapsed().as_secs_f64() / steps as f64;
+    let tokens = micro * workers * seq_len;
     BenchResult {
         model: bench.name.to_string(),
-        mode: match head {
-            HeadGradient::HandWritten => "train",
-            HeadGradient::Autodiff => "train/autodiff-head",
-        }
-        .to_string(),
+        mode: match (head, workers) {
+            (HeadGradient::HandWritten, 1) => "train".to_string(),
+            (HeadGradient::HandWritten, w) => format!("train/{w}-workers"),
+            (HeadGradient::Autodiff, _) => "train/autodiff-head".to_string(),
+        },
         seq_len,
-        tokens_per_step: batch * seq_len,
+        tokens_per_step: tokens,
         chunk_size: bench.config.chunk_size,
-        tokens_per_s: (batch * seq_len) as f64 / seconds,
+        tokens_per_s: tokens as f64 / seconds,
         seconds_per_step: seconds,
         peak_rss_mib: peak_rss_mib(),
     }

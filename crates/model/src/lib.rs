@@ -17,6 +17,7 @@ pub mod init;
 pub mod loss;
 pub mod mixer;
 pub mod model;
+pub mod parallel;
 pub mod ssd;
 pub mod weights;
 

@@ -28,3 +28,12 @@ pub fn assert_close<const D: usize>(a: &Tensor<D>, b: &Tensor<D>, tol: f32, what
     let diff = max_abs_diff(a, b);
     assert!(diff <= tol, "{what}: max |diff| = {diff} > {tol}");
 }
+
+/// A two-layer model small enough for unit tests (vocabulary 100, chunk 8).
+pub fn tiny_config() -> crate::Mamba2Config {
+    let mut config = crate::Mamba2Config::new(32, 2, 100);
+    config.d_state = 8;
+    config.headdim = 16;
+    config.chunk_size = 8;
+    config
+}

@@ -5,7 +5,9 @@
 //! between them; with `state_passing = "bptt"` the gradient flows through the carried state
 //! (one backward per sequence), with `"detach"` each segment is its own backward (truncated
 //! BPTT). Losses are scaled by 1/tokens_per_step so the accumulated gradient is that of the
-//! mean token loss of the step, whatever the micro-batching.
+//! mean token loss of the step, whatever the micro-batching. With `workers` > 1 the
+//! micro-batches run concurrently on model replicas (`forgetlab_model::parallel`), one worker
+//! per CPU core or per listed device, and are summed in order, so the result is the same.
 
 use std::time::Instant;
 
@@ -13,6 +15,7 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use forgetlab_data::{HeldOut, TrainStream, heldout_stream};
+use forgetlab_model::parallel::{LossAndGradients, summed_gradients};
 use forgetlab_model::{Mamba2, ModelState, ScanHooks};
 use forgetlab_runs::config::{RunConfig, StatePassing};
 use forgetlab_runs::{MetricKind, MetricRecord, RunDir, RunState, write_json_atomic};
@@ -147,19 +150,17 @@ fn run_loop(
 ) -> Result<TrainOutcome, TrainError> {
     let train = &config.train;
     let devices = forgetlab_model::device::parse_devices(&train.device)?;
-    if devices.len() > 1 {
-        return Err(TrainError::Unsupported(format!(
-            "train.device = {:?}: data-parallel training over several devices needs burn's DDP, which 0.22 offers only for CUDA through its Learner; use one device",
-            train.device
-        )));
-    }
-    let device = devices[0].clone();
     if train.precision != forgetlab_runs::config::Precision::F32 {
         return Err(TrainError::Unsupported(
             "train.precision = bf16 is not implemented yet; use f32".to_string(),
         ));
     }
+    let device = devices[0].clone();
     let autodiff = device.clone().autodiff();
+    // Worker k computes micro-batches on device k mod the number of devices.
+    let workers: Vec<Device> = (0..train.workers())
+        .map(|k| devices[k % devices.len()].clone().autodiff())
+        .collect();
     let total_steps = train.total_steps();
 
     // Data: the stream continues exactly where the checkpoint left it.
@@ -227,33 +228,41 @@ fn run_loop(
         }
         let step = trainer.step + 1;
         let cursor_before = stream.cursor();
-        let mut accumulator = GradientsAccumulator::<Mamba2>::new();
-        let mut step_loss = 0.0f64;
-        for _ in 0..micro_batches {
-            let tokens = stream.next_sequences(sequences_per_micro)?;
-            let loss = accumulate_micro_batch(
-                &model,
-                &mut accumulator,
-                &tokens,
-                sequences_per_micro,
-                config,
-                loss_scale,
-                &autodiff,
-            );
-            step_loss += loss;
-            if options.stop.is_set() {
-                // Abandon the partial step: the checkpoint is the state before it.
-                trainer.cursor = cursor_before;
-                return interrupt(run, config, &model, &optimizer, &trainer);
-            }
-        }
+        let micro_batch_tokens = (0..micro_batches)
+            .map(|_| stream.next_sequences(sequences_per_micro))
+            .collect::<Result<Vec<_>, _>>()?;
+        let summed = summed_gradients(
+            &model,
+            &autodiff,
+            &workers,
+            micro_batch_tokens,
+            |replica, device, tokens| {
+                micro_batch_gradients(
+                    replica,
+                    &tokens,
+                    sequences_per_micro,
+                    config,
+                    loss_scale,
+                    device,
+                )
+            },
+            || options.stop.is_set(),
+        );
+        let Some(LossAndGradients {
+            loss: step_loss,
+            mut grads,
+        }) = summed
+        else {
+            // Abandon the partial step: the checkpoint is the state before it.
+            trainer.cursor = cursor_before;
+            return interrupt(run, config, &model, &optimizer, &trainer);
+        };
         if !step_loss.is_finite() {
             return Err(TrainError::NonFinite {
                 step,
                 loss: step_loss,
             });
         }
-        let mut grads = accumulator.grads();
         let grad_norm = clip_global_norm(&model, &mut grads, config.optim.grad_clip);
         let lr = learning_rate(&config.optim, step, total_steps);
         model = optimizer.step(lr, model, grads);
@@ -349,22 +358,23 @@ fn interrupt(
     Ok(TrainOutcome::Interrupted { step: trainer.step })
 }
 
-/// Forward and backward of one micro-batch (`batch` sequences of seq_len + 1 tokens, flat),
-/// adding its gradients to `accumulator`. Returns its contribution to the step's mean loss.
-fn accumulate_micro_batch(
+/// Forward and backward of one micro-batch (`batch` sequences of seq_len + 1 tokens, flat) on
+/// `model` (the model or a replica of it on `device`): its gradients and its contribution to
+/// the step's mean loss.
+fn micro_batch_gradients(
     model: &Mamba2,
-    accumulator: &mut GradientsAccumulator<Mamba2>,
     tokens: &[u32],
     batch: usize,
     config: &RunConfig,
     loss_scale: f64,
     device: &Device,
-) -> f64 {
+) -> LossAndGradients {
     let seq_len = config.train.seq_len;
     let segment = config.train.segment_len();
     let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
     let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, seq_len + 1]), device);
     let hooks = ScanHooks::default();
+    let mut accumulator = GradientsAccumulator::<Mamba2>::new();
     let mut state: Option<ModelState> = None;
     let mut pending: Option<Tensor<1>> = None;
     let mut total = 0.0;
@@ -387,7 +397,10 @@ fn accumulate_micro_batch(
             state = state.map(ModelState::detach);
         }
     }
-    total
+    LossAndGradients {
+        loss: total,
+        grads: accumulator.grads(),
+    }
 }
 
 fn check_vocab(config: &RunConfig, tokenizer_vocab: usize) -> Result<(), TrainError> {

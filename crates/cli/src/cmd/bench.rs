@@ -29,6 +29,9 @@ enum BenchCommand {
         /// Corpus directory (`forgetlab data fetch`).
         #[arg(long, default_value = "data/corpus")]
         corpus: std::path::PathBuf,
+        /// Concurrent micro-batch workers (`train.workers`); default: the number of cores.
+        #[arg(long)]
+        workers: Option<usize>,
     },
     /// Model alone: training (forward + backward) and streaming-eval tokens/s and peak memory
     /// for the reference configurations A and B at sequence lengths 256, 1024 and 4096.
@@ -52,6 +55,10 @@ enum BenchCommand {
         /// to compare with the trainer's hand-written head gradient.
         #[arg(long)]
         autodiff_head: bool,
+        /// Concurrent micro-batch workers to time the training path with (the trainer's
+        /// `train.workers`); default: 1 and the number of cores.
+        #[arg(long, value_delimiter = ',')]
+        workers: Vec<usize>,
     },
 }
 
@@ -62,7 +69,11 @@ pub fn run(args: Args) -> Result<()> {
             lengths,
             tokens_per_step,
             corpus,
-        } => bench_train(steps, &lengths, tokens_per_step, &corpus),
+            workers,
+        } => {
+            let workers = workers.unwrap_or_else(|| *default_workers().last().unwrap_or(&1));
+            bench_train(steps, &lengths, tokens_per_step, &corpus, workers)
+        }
         BenchCommand::Model {
             quick,
             chunk,
@@ -70,20 +81,29 @@ pub fn run(args: Args) -> Result<()> {
             lengths,
             json,
             autodiff_head,
+            workers,
         } => {
+            let workers = if workers.is_empty() {
+                default_workers()
+            } else {
+                workers
+            };
             let steps = if quick { 1 } else { 3 };
             let stream_len = if quick { 16_384 } else { 65_536 };
             let mut results = Vec::new();
             for model in reference_models(chunk) {
                 for &seq_len in &lengths {
                     tracing::info!("model {} training at length {seq_len}", model.name);
-                    results.push(bench_training(
-                        &model,
-                        seq_len,
-                        tokens_per_step,
-                        steps,
-                        HeadGradient::HandWritten,
-                    ));
+                    for &w in &workers {
+                        results.push(bench_training(
+                            &model,
+                            seq_len,
+                            tokens_per_step,
+                            steps,
+                            HeadGradient::HandWritten,
+                            w,
+                        ));
+                    }
                     if autodiff_head {
                         results.push(bench_training(
                             &model,
@@ -91,6 +111,7 @@ pub fn run(args: Args) -> Result<()> {
                             tokens_per_step,
                             steps,
                             HeadGradient::Autodiff,
+                            1,
                         ));
                     }
                 }
@@ -102,18 +123,28 @@ pub fn run(args: Args) -> Result<()> {
     }
 }
 
+/// 1 and the number of cores (once if they are the same).
+fn default_workers() -> Vec<usize> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores > 1 { vec![1, cores] } else { vec![1] }
+}
+
 fn bench_train(
     steps: u64,
     lengths: &[usize],
     tokens_per_step: usize,
     corpus: &std::path::Path,
+    workers: usize,
 ) -> Result<()> {
     use forgetlab_runs::{MetricKind, RunConfig, RunDir, read_metrics};
     let corpus = corpus
         .canonicalize()
         .with_context(|| format!("{} (run `forgetlab data fetch`)", corpus.display()))?;
     let scratch = tempfile::tempdir()?;
-    println!("model  seq_len  tokens/s  s/step   checkpoint s  (data + model + AdamW, end to end)");
+    println!(
+        "model  seq_len  tokens/s  s/step   checkpoint s  (data + model + AdamW, end to end, {workers} worker{})",
+        if workers == 1 { "" } else { "s" }
+    );
     let mut log_line_us = None;
     for model in reference_models(64) {
         for &seq_len in lengths {
@@ -137,6 +168,7 @@ total_tokens = {total}
 log_every = 1
 val_tokens = {seq_len}
 checkpoint_every = 0
+workers = {workers}
 "#,
                 d = model.config.d_model,
                 n = model.config.d_state,

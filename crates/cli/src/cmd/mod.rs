@@ -41,9 +41,27 @@ pub fn init_logging(default_filter: &str) {
         .init();
 }
 
-/// Sizes the global rayon pool used by the CPU backend and the data pipeline. Must run before
-/// any parallel work starts.
+/// Whether `--threads` sized the pool (it wins over a run config's `train.threads`).
+static THREADS_FROM_COMMAND_LINE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Sizes the global rayon pool used by the CPU backend and the data pipeline from `--threads`.
+/// Must run before any parallel work starts.
 pub fn set_threads(threads: usize) {
+    THREADS_FROM_COMMAND_LINE.store(true, std::sync::atomic::Ordering::SeqCst);
+    build_thread_pool(threads);
+}
+
+/// Sizes the pool from a config's `threads`, unless `--threads` already did.
+pub fn set_threads_from_config(threads: Option<usize>) {
+    if let Some(threads) = threads
+        && !THREADS_FROM_COMMAND_LINE.load(std::sync::atomic::Ordering::SeqCst)
+    {
+        build_thread_pool(threads);
+    }
+}
+
+fn build_thread_pool(threads: usize) {
     if let Err(err) = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build_global()

@@ -48,6 +48,13 @@ pub fn run(args: Args) -> Result<()> {
         }
         (config, _) => config,
     };
+    let threads = match &config {
+        Some(c) => c.train.threads,
+        None => RunConfig::load(&run.config())
+            .ok()
+            .and_then(|c| c.train.threads),
+    };
+    super::set_threads_from_config(threads);
     let stop = StopFlag::default();
     stop.install_signal_handlers()
         .context("installing signal handlers")?;

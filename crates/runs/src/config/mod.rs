@@ -259,6 +259,35 @@ lr = 1e-3
     }
 
     #[test]
+    fn workers_split_the_step_unless_micro_batches_are_given() {
+        let c = RunConfig::from_toml_str(SMOKE).unwrap();
+        assert_eq!(
+            (c.train.workers(), c.train.sequences_per_micro_batch()),
+            (1, 8)
+        );
+        let with = |extra: &str| {
+            SMOKE.replace(
+                "total_tokens = 102400",
+                &format!("total_tokens = 102400\n{extra}"),
+            )
+        };
+        let c = RunConfig::from_toml_str(&with("workers = 4")).unwrap();
+        assert_eq!(c.train.sequences_per_micro_batch(), 2);
+        let c = RunConfig::from_toml_str(&with("device = \"cpu,cpu\"")).unwrap();
+        assert_eq!(c.train.workers(), 2);
+        let c = RunConfig::from_toml_str(&with("workers = 4\nmicro_batch_tokens = 512")).unwrap();
+        assert_eq!(c.train.sequences_per_micro_batch(), 4);
+        // 9 sequences do not split into 2 equal micro-batches.
+        let nine = with("workers = 2").replace("tokens_per_step = 1024", "tokens_per_step = 1152");
+        let err = RunConfig::from_toml_str(&nine).unwrap_err();
+        assert_eq!(err.key(), Some("train.workers"), "{err}");
+        let line = nine.lines().position(|l| l.starts_with("workers")).unwrap() + 1;
+        assert_eq!(err.line(), Some(line), "{err}");
+        let err = RunConfig::from_toml_str(&with("workers = 0")).unwrap_err();
+        assert_eq!(err.key(), Some("train.workers"), "{err}");
+    }
+
+    #[test]
     fn file_errors_carry_the_path() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");

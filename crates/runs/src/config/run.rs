@@ -147,6 +147,14 @@ pub struct TrainConfig {
     /// Threads for the CPU backend (default: all cores).
     #[serde(default)]
     pub threads: Option<usize>,
+    /// Micro-batches computed at the same time, each on its own replica of the model; workers
+    /// take the listed devices in turn. Default: one per device in `device`. On the CPU, one
+    /// worker per core overlaps the backend's single-threaded elementwise kernels (about 1.4x
+    /// the tokens/s on 2 cores). Gradients are summed in micro-batch order, so for a given
+    /// micro-batching the result does not depend on the number of workers. Without
+    /// `micro_batch_tokens`, a step is split into one micro-batch per worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
     /// Log a metrics line every this many steps.
     #[serde(default = "defaults::log_every")]
     pub log_every: usize,
@@ -679,10 +687,24 @@ impl TrainConfig {
         self.tokens_per_step / self.seq_len.max(1)
     }
 
-    /// Sequences per forward/backward pass.
+    /// Sequences per forward/backward pass: `micro_batch_tokens`, or else the step split
+    /// evenly over the workers.
     pub fn sequences_per_micro_batch(&self) -> usize {
-        let tokens = self.micro_batch_tokens.unwrap_or(self.tokens_per_step);
-        (tokens / self.seq_len.max(1)).clamp(1, self.sequences_per_step().max(1))
+        let sequences = match self.micro_batch_tokens {
+            Some(tokens) => tokens / self.seq_len.max(1),
+            None => self.sequences_per_step() / self.workers(),
+        };
+        sequences.clamp(1, self.sequences_per_step().max(1))
+    }
+
+    /// Devices listed in `device`.
+    pub fn device_count(&self) -> usize {
+        self.device.split(',').count()
+    }
+
+    /// Concurrent micro-batch workers (`workers`, default one per device).
+    pub fn workers(&self) -> usize {
+        self.workers.unwrap_or_else(|| self.device_count()).max(1)
     }
 
     /// Optimizer steps in the token budget.
@@ -782,6 +804,23 @@ impl RunConfig {
         }
         if t.threads == Some(0) {
             return Err(Invalid::new("train.threads", "must be at least 1"));
+        }
+        if t.workers == Some(0) {
+            return Err(Invalid::new("train.workers", "must be at least 1"));
+        }
+        if t.micro_batch_tokens.is_none()
+            && !t
+                .sequences_per_step()
+                .is_multiple_of(t.sequences_per_micro_batch())
+        {
+            return Err(Invalid::new(
+                "train.workers",
+                format!(
+                    "{} workers cannot share the {} sequences of a step evenly; choose a divisor or set micro_batch_tokens",
+                    t.workers(),
+                    t.sequences_per_step()
+                ),
+            ));
         }
         if t.device.trim().is_empty() {
             return Err(Invalid::new("train.device", "must not be empty"));
