@@ -431,3 +431,36 @@ fn workers_change_the_speed_not_the_result() {
     let b = std::fs::read(three.final_model().join("model.safetensors")).unwrap();
     assert!(a == b, "final weights differ between 1 and 3 workers");
 }
+
+/// `precision = "bf16"` (products in bf16, the scan in f32; emulated on the CPU) trains a run
+/// end to end whose losses follow f32's to within bf16's rounding, but are not identical.
+#[test]
+fn bf16_products_train_close_to_f32() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let losses = |name: &str, extra: &str| -> Vec<f64> {
+        let config = write(
+            dir.path(),
+            &format!("{name}.toml"),
+            &tiny_run_config(64, 8 * 1024, extra),
+        );
+        let run = RunDir::new(dir.path().join(name));
+        run_ok(&[
+            "train",
+            config.to_str().unwrap(),
+            "--run-dir",
+            run.root().to_str().unwrap(),
+        ]);
+        assert_eq!(status(&run).state, RunState::Completed);
+        let (records, _) = read_metrics(&run.metrics()).unwrap();
+        records.iter().map(|r| r.loss).collect()
+    };
+    let full = losses("f32", "");
+    let mixed = losses("bf16", "precision = \"bf16\"");
+    println!("f32  {full:?}\nbf16 {mixed:?}");
+    assert_eq!(full.len(), mixed.len());
+    assert!(full != mixed, "bf16 products changed nothing");
+    for (a, b) in full.iter().zip(&mixed) {
+        assert!((a - b).abs() < 2e-3 * a, "loss {a} (f32) vs {b} (bf16)");
+    }
+}

@@ -18,6 +18,7 @@ pub mod loss;
 pub mod mixer;
 pub mod model;
 pub mod parallel;
+pub mod precision;
 pub mod ssd;
 pub mod weights;
 

@@ -22,6 +22,7 @@ use burn::prelude::*;
 use burn::tensor::IndexingUpdateOp;
 use burn::tensor::activation::softmax;
 
+use crate::precision;
 use crate::{Mamba2, ModelState, ScanHooks};
 
 /// Logit elements per block of rows (4M floats = 16 MB): large enough for efficient GEMMs,
@@ -82,6 +83,8 @@ impl Mamba2 {
             None => (self.embedding.weight.val(), None),
         };
         let weight_const = weight.clone().detach().without_autodiff();
+        let weight_operand = precision::operand(weight_const.clone(), self.precision);
+        let x_operand = precision::operand(x_const.clone(), self.precision);
         let bias_const = bias.as_ref().map(|b| b.clone().detach().without_autodiff());
         let [vocab, _] = weight_const.dims();
 
@@ -93,9 +96,13 @@ impl Mamba2 {
         let mut grad_bias = bias_const.as_ref().map(|b| b.zeros_like());
         for start in (0..rows).step_by(block) {
             let n = block.min(rows - start);
-            let x_block = x_const.clone().narrow(0, start, n);
+            let x_block = x_operand.clone().narrow(0, start, n);
             let target_block = targets.clone().narrow(0, start, n).reshape([n, 1]);
-            let mut logits = x_block.clone().matmul(weight_const.clone().transpose());
+            let mut logits = precision::matmul(
+                x_block.clone(),
+                weight_operand.clone().transpose(),
+                self.precision,
+            );
             if let Some(b) = &bias_const {
                 logits = logits + b.clone().reshape([1, vocab]);
             }
@@ -111,9 +118,14 @@ impl Mamba2 {
                 Tensor::<2>::full([n, 1], -1.0, &device),
                 IndexingUpdateOp::Add,
             ) * scale;
-            grad_x_blocks.push(grad_logits.clone().matmul(weight_const.clone()));
+            grad_x_blocks.push(precision::matmul(
+                grad_logits.clone(),
+                weight_operand.clone(),
+                self.precision,
+            ));
             grad_bias = grad_bias.map(|gb| gb + grad_logits.clone().sum_dim(0).reshape([vocab]));
-            grad_weight = grad_weight + grad_logits.transpose().matmul(x_block);
+            grad_weight =
+                grad_weight + precision::matmul(grad_logits.transpose(), x_block, self.precision);
         }
         let grad_x = Tensor::cat(grad_x_blocks, 0);
 

@@ -10,6 +10,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::{silu, softplus};
 
+use crate::precision::{self, Precision};
 use crate::ssd::{ScanInputs, WindowState, scan_chunked, scan_step, window_correction};
 use crate::{Mamba2Config, ScanHooks};
 
@@ -91,6 +92,9 @@ pub struct Mixer {
     pub out_proj: Linear,
     #[module(skip)]
     pub config: Mamba2Config,
+    /// Precision of the in_proj and out_proj products (see [`crate::precision`]).
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 /// The pieces of in_proj's output for a segment.
@@ -105,7 +109,7 @@ impl Mixer {
     fn project(&self, u_bld: Tensor<3>) -> Projected {
         let c = &self.config;
         let d_inner = c.d_inner();
-        let all_blx = self.in_proj.forward(u_bld);
+        let all_blx = precision::linear(&self.in_proj, u_bld, self.precision);
         let mut parts = all_blx
             .clone()
             .split_with_sizes(vec![d_inner, c.conv_dim(), c.nheads()], 2)
@@ -234,7 +238,7 @@ impl Mixer {
         let y_blhp = y_blhp + x_blhp * self.d.val().reshape([1, 1, c.nheads(), 1]);
         let y_bli = y_blhp.reshape([batch, len, c.d_inner()]);
         let normed_bli = self.gated_norm(y_bli.clone(), projected.z_bli.clone());
-        let out_bld = self.out_proj.forward(normed_bli.clone());
+        let out_bld = precision::linear(&self.out_proj, normed_bli.clone(), self.precision);
         if let Some(trace) = trace {
             trace.push(LayerTrace {
                 in_proj_bld: projected.all_blx,
@@ -313,9 +317,11 @@ impl Mixer {
         }
         let y_b1hp = y_b1hp + x_b1hp * self.d.val().reshape([1, 1, c.nheads(), 1]);
         let y_b1i = y_b1hp.reshape([batch, 1, c.d_inner()]);
-        let out_b1d = self
-            .out_proj
-            .forward(self.gated_norm(y_b1i, projected.z_bli));
+        let out_b1d = precision::linear(
+            &self.out_proj,
+            self.gated_norm(y_b1i, projected.z_bli),
+            self.precision,
+        );
         (
             out_b1d.squeeze_dim(1),
             LayerState {

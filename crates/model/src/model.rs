@@ -13,6 +13,7 @@ use burn::prelude::*;
 
 use crate::Mamba2Config;
 use crate::mixer::{LayerState, LayerTrace, Mixer, rms_normalize};
+use crate::precision::{self, Precision};
 
 /// Inference-time interventions on the recurrence (paper.md section 6). Default: none.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -139,9 +140,22 @@ pub struct Mamba2 {
     pub lm_head: Option<Linear>,
     #[module(skip)]
     pub config: Mamba2Config,
+    /// Precision of the large products (see [`crate::precision`]); f32 unless set with
+    /// [`Mamba2::with_precision`].
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 impl Mamba2 {
+    /// The same model computing its projections and head in `precision`.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        for block in &mut self.layers {
+            block.mixer.precision = precision;
+        }
+        self
+    }
+
     /// The model's configuration.
     pub fn config(&self) -> &Mamba2Config {
         &self.config
@@ -168,14 +182,16 @@ impl Mamba2 {
 
     fn logits(&self, normed: Tensor<3>) -> Tensor<3> {
         match &self.lm_head {
-            Some(head) => head.forward(normed),
+            Some(head) => precision::linear(head, normed, self.precision),
             None => {
                 let [batch, len, d] = normed.dims();
                 let vocab = self.config.padded_vocab_size();
-                normed
-                    .reshape([batch * len, d])
-                    .matmul(self.embedding.weight.val().transpose())
-                    .reshape([batch, len, vocab])
+                precision::matmul(
+                    normed.reshape([batch * len, d]),
+                    self.embedding.weight.val().transpose(),
+                    self.precision,
+                )
+                .reshape([batch, len, vocab])
             }
         }
     }

@@ -17,6 +17,7 @@ use crate::Mamba2Config;
 use crate::error::ModelError;
 use crate::mixer::Mixer;
 use crate::model::{Block, Mamba2};
+use crate::precision::Precision;
 
 /// One named array.
 #[derive(Debug, Clone, PartialEq)]
@@ -232,6 +233,7 @@ impl Weights {
                     norm_weight: mixer_norm,
                     out_proj: linear(out_proj_w, out_proj_b),
                     config: config.clone(),
+                    precision: Precision::F32,
                 },
             });
         }
@@ -243,6 +245,7 @@ impl Weights {
             norm_f_weight,
             lm_head,
             config: config.clone(),
+            precision: Precision::F32,
         })
     }
 

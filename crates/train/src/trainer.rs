@@ -17,7 +17,7 @@ use burn::tensor::activation::log_softmax;
 use forgetlab_data::{HeldOut, TrainStream, heldout_stream};
 use forgetlab_model::parallel::{LossAndGradients, summed_gradients};
 use forgetlab_model::{Mamba2, ModelState, ScanHooks};
-use forgetlab_runs::config::{RunConfig, StatePassing};
+use forgetlab_runs::config::{Precision, RunConfig, StatePassing};
 use forgetlab_runs::{MetricKind, MetricRecord, RunDir, RunState, write_json_atomic};
 
 use crate::checkpoint::{self, TrainerState};
@@ -150,10 +150,19 @@ fn run_loop(
 ) -> Result<TrainOutcome, TrainError> {
     let train = &config.train;
     let devices = forgetlab_model::device::parse_devices(&train.device)?;
-    if train.precision != forgetlab_runs::config::Precision::F32 {
-        return Err(TrainError::Unsupported(
-            "train.precision = bf16 is not implemented yet; use f32".to_string(),
-        ));
+    if let Some(device) = devices
+        .iter()
+        .find(|d| !forgetlab_model::precision::supported(d, train.precision))
+    {
+        return Err(TrainError::Unsupported(format!(
+            "train.precision = {:?}: device {device:?} has no such float type; use f32",
+            train.precision
+        )));
+    }
+    if train.precision != Precision::F32 && devices.iter().any(forgetlab_model::device::is_cpu) {
+        tracing::warn!(
+            "train.precision = bf16 on the CPU is emulated through f32 products: slower than f32, useful only to check numerics"
+        );
     }
     let device = devices[0].clone();
     let autodiff = device.clone().autodiff();
@@ -186,7 +195,8 @@ fn run_loop(
 
     // Model and optimizer, fresh or restored (parameter ids come back with the weights and
     // key the optimizer state).
-    let mut model = Mamba2::init(&config.model, config.seed, &autodiff)?;
+    let mut model =
+        Mamba2::init(&config.model, config.seed, &autodiff)?.with_precision(train.precision);
     let mut trainer = TrainerState {
         step: 0,
         tokens: 0,
@@ -197,6 +207,7 @@ fn run_loop(
     };
     if let Some(r) = &restored {
         model = r.model(model)?;
+        model = model.with_precision(train.precision);
         trainer = r.state.clone();
         tracing::info!("resumed {} from step {}", run.name(), trainer.step);
     } else {
