@@ -7,12 +7,15 @@
 //!   rounding, across any segmentation;
 //! - [`init::init_weights`]: `mamba_ssm`'s initialisation, seeded;
 //! - [`checkpoint`]: official state-spaces and Hugging Face checkpoints in, forgetlab's out;
-//! - [`ssd`]: the selective scan itself.
+//! - [`ssd`]: the selective scan itself;
+//! - [`loss`]: the training loss with a hand-written head gradient; [`parallel`]: micro-batches
+//!   on model replicas; [`precision`]: bf16 products for GPUs.
 
 pub mod bench;
 pub mod checkpoint;
 pub mod device;
 pub mod error;
+pub mod host_kernels;
 pub mod init;
 pub mod loss;
 pub mod mixer;

@@ -16,12 +16,14 @@
 //! are exactly those. The rest of the model (final norm included) is differentiated by autodiff
 //! as usual. Only one block of logits exists at a time, so the head's memory no longer grows
 //! with the tokens per step. `max(p) = 1 / sum(exp(logits - max))` never underflows, so the loss
-//! is as accurate as a log-sum-exp.
+//! is as accurate as a log-sum-exp. On the CPU the softmax cross-entropy of a block runs as
+//! one fused pass over host memory ([`crate::host_kernels`]); other backends use tensor ops.
 
 use burn::prelude::*;
 use burn::tensor::IndexingUpdateOp;
 use burn::tensor::activation::softmax;
 
+use crate::host_kernels;
 use crate::precision;
 use crate::{Mamba2, ModelState, ScanHooks};
 
@@ -55,19 +57,21 @@ impl Mamba2 {
     ) -> (SegmentLoss, ModelState) {
         let (normed, state) = self.forward_normed(inputs_bl, state, hooks);
         (
-            self.head_loss(normed, targets_bl, scale, BLOCK_ELEMENTS),
+            self.head_loss(normed, targets_bl, scale, BLOCK_ELEMENTS, true),
             state,
         )
     }
 
     /// The head and cross-entropy of final-norm outputs `normed_bld`, processed in blocks of
-    /// about `block_elements` logits.
+    /// about `block_elements` logits. With `fused_on_host`, tensors on the CPU take the fused
+    /// softmax cross-entropy of [`host_kernels`]; otherwise (and on GPUs) tensor ops.
     pub(crate) fn head_loss(
         &self,
         normed_bld: Tensor<3>,
         targets_bl: Tensor<2, Int>,
         scale: f32,
         block_elements: usize,
+        fused_on_host: bool,
     ) -> SegmentLoss {
         let [batch, len, d] = normed_bld.dims();
         let rows = batch * len;
@@ -89,15 +93,25 @@ impl Mamba2 {
         let [vocab, _] = weight_const.dims();
 
         let device = x_const.device();
+        // On the CPU the softmax cross-entropy runs fused on host memory (host_kernels).
+        let host_targets = (fused_on_host && crate::device::is_cpu(&device))
+            .then(|| {
+                targets
+                    .clone()
+                    .into_data()
+                    .convert::<i64>()
+                    .try_into_vec::<i64>()
+            })
+            .and_then(Result::ok);
         let block = (block_elements / vocab).max(1).min(rows.max(1));
-        let mut loss_sum = Tensor::<1>::zeros([1], &device);
+        let mut loss_tensor = Tensor::<1>::zeros([1], &device);
+        let mut loss_host = 0.0f64;
         let mut grad_x_blocks = Vec::with_capacity(rows.div_ceil(block));
         let mut grad_weight = Tensor::<2>::zeros([vocab, d], &device);
         let mut grad_bias = bias_const.as_ref().map(|b| b.zeros_like());
         for start in (0..rows).step_by(block) {
             let n = block.min(rows - start);
             let x_block = x_operand.clone().narrow(0, start, n);
-            let target_block = targets.clone().narrow(0, start, n).reshape([n, 1]);
             let mut logits = precision::matmul(
                 x_block.clone(),
                 weight_operand.clone().transpose(),
@@ -106,18 +120,36 @@ impl Mamba2 {
             if let Some(b) = &bias_const {
                 logits = logits + b.clone().reshape([1, vocab]);
             }
-            let probs = softmax(logits.clone(), 1);
-            // logsumexp - logit[target], with logsumexp = max(logits) - ln(max(p)).
-            let row_loss = logits.clone().max_dim(1)
-                - probs.clone().max_dim(1).log()
-                - logits.gather(1, target_block.clone());
-            loss_sum = loss_sum + row_loss.sum();
-            let grad_logits = probs.scatter(
-                1,
-                target_block,
-                Tensor::<2>::full([n, 1], -1.0, &device),
-                IndexingUpdateOp::Add,
-            ) * scale;
+            let grad_logits = match &host_targets {
+                Some(all_targets) => {
+                    let mut values = logits
+                        .into_data()
+                        .try_into_vec::<f32>()
+                        .expect("logits are f32");
+                    loss_host += host_kernels::softmax_cross_entropy_in_place(
+                        &mut values,
+                        vocab,
+                        &all_targets[start..start + n],
+                        scale,
+                    );
+                    Tensor::<2>::from_data(TensorData::new(values, [n, vocab]), &device)
+                }
+                None => {
+                    let target_block = targets.clone().narrow(0, start, n).reshape([n, 1]);
+                    let probs = softmax(logits.clone(), 1);
+                    // logsumexp - logit[target], with logsumexp = max(logits) - ln(max(p)).
+                    let row_loss = logits.clone().max_dim(1)
+                        - probs.clone().max_dim(1).log()
+                        - logits.gather(1, target_block.clone());
+                    loss_tensor = loss_tensor + row_loss.sum();
+                    probs.scatter(
+                        1,
+                        target_block,
+                        Tensor::<2>::full([n, 1], -1.0, &device),
+                        IndexingUpdateOp::Add,
+                    ) * scale
+                }
+            };
             grad_x_blocks.push(precision::matmul(
                 grad_logits.clone(),
                 weight_operand.clone(),
@@ -127,6 +159,7 @@ impl Mamba2 {
             grad_weight =
                 grad_weight + precision::matmul(grad_logits.transpose(), x_block, self.precision);
         }
+        let loss_sum = loss_tensor + loss_host as f32;
         let grad_x = Tensor::cat(grad_x_blocks, 0);
 
         let mut surrogate = (x * grad_x).sum() + (weight * grad_weight).sum();
@@ -182,25 +215,33 @@ mod tests {
                 * scale;
             let reference_grads = Weights::from_grads(&model, &reference.backward());
 
-            let (normed, _) = model.forward_normed(inputs, None, &ScanHooks::default());
-            // 5 rows per block: 39 rows in 8 blocks, the last one short.
-            let fused = model.head_loss(normed, targets, scale, 5 * vocab);
-            assert_close(&fused.value, &reference.clone().detach(), 1e-4, "loss");
-            let fused_grads = Weights::from_grads(&model, &fused.surrogate.backward());
-            assert_eq!(fused_grads.tensors.len(), reference_grads.tensors.len());
-            for (name, want) in &reference_grads.tensors {
-                let got = &fused_grads.tensors[name];
-                let scale = want.data.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-                let diff = got
-                    .data
-                    .iter()
-                    .zip(&want.data)
-                    .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-                assert!(
-                    diff / scale < 1e-4,
-                    "tie={tie} {name}: relative difference {}",
-                    diff / scale
+            for fused_on_host in [true, false] {
+                let (normed, _) = model.forward_normed(inputs.clone(), None, &ScanHooks::default());
+                // 5 rows per block: 39 rows in 8 blocks, the last one short.
+                let fused = model.head_loss(
+                    normed.clone(),
+                    targets.clone(),
+                    scale,
+                    5 * vocab,
+                    fused_on_host,
                 );
+                assert_close(&fused.value, &reference.clone().detach(), 1e-4, "loss");
+                let fused_grads = Weights::from_grads(&model, &fused.surrogate.backward());
+                assert_eq!(fused_grads.tensors.len(), reference_grads.tensors.len());
+                for (name, want) in &reference_grads.tensors {
+                    let got = &fused_grads.tensors[name];
+                    let scale = want.data.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+                    let diff = got
+                        .data
+                        .iter()
+                        .zip(&want.data)
+                        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                    assert!(
+                        diff / scale < 1e-4,
+                        "tie={tie} fused_on_host={fused_on_host} {name}: relative difference {}",
+                        diff / scale
+                    );
+                }
             }
         }
     }

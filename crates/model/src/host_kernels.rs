@@ -1,0 +1,164 @@
+//! Fused kernels on host memory, for the CPU backend only.
+//!
+//! burn's CPU backend runs each elementwise op as its own pass over memory, computes `exp` with
+//! scalar libm calls, and keeps such passes on one thread. The softmax cross-entropy of the LM
+//! head is the largest elementwise workload of a training step (a vocabulary's worth of logits
+//! per token: 67M values per 8192-token step at vocabulary 8192) and takes a dozen passes as
+//! tensor ops. Here it is one pass per row over data in cache, with an `exp` the compiler can
+//! vectorise. GPU backends keep the tensor-op path in [`crate::loss`].
+
+/// Turns each row of `logits` (`vocab` values per row, one row per target) into its gradient
+/// `scale * (softmax(row) - onehot(target))`, in place, and returns the summed cross-entropy
+/// `sum(logsumexp(row) - row[target])` (unscaled).
+///
+/// # Panics
+/// If a target is not below `vocab` (the trainer checks token ids against the vocabulary).
+pub fn softmax_cross_entropy_in_place(
+    logits: &mut [f32],
+    vocab: usize,
+    targets: &[i64],
+    scale: f32,
+) -> f64 {
+    assert_eq!(
+        logits.len(),
+        vocab * targets.len(),
+        "one row of logits per target"
+    );
+    let mut total = 0.0f64;
+    for (row, &target) in logits.chunks_exact_mut(vocab).zip(targets) {
+        let target = usize::try_from(target)
+            .ok()
+            .filter(|&t| t < vocab)
+            .unwrap_or_else(|| panic!("target {target} outside the vocabulary of {vocab}"));
+        let max = row_max(row);
+        let target_logit = row[target];
+        let sum = exp_shifted_in_place(row, max);
+        total += max as f64 + (sum as f64).ln() - target_logit as f64;
+        let normalise = scale / sum;
+        for value in row.iter_mut() {
+            *value *= normalise;
+        }
+        row[target] -= scale;
+    }
+    total
+}
+
+/// Lanes of the partial maxima and sums, so the loops vectorise.
+const LANES: usize = 8;
+
+fn row_max(row: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = if v > *lane { v } else { *lane };
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+}
+
+/// `row[i] = exp(row[i] - shift)`; returns the sum.
+fn exp_shifted_in_place(row: &mut [f32], shift: f32) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        for (lane, v) in lanes.iter_mut().zip(chunk) {
+            *v = exp(*v - shift);
+            *lane += *v;
+        }
+    }
+    let mut sum: f32 = lanes.iter().sum();
+    for v in chunks.into_remainder() {
+        *v = exp(*v - shift);
+        sum += *v;
+    }
+    sum
+}
+
+/// `exp(x)` to about 1 ulp for x in [-87, 88], branch-free so that loops over it vectorise:
+/// x = n ln 2 + r with |r| <= ln 2 / 2, exp(r) by a degree-7 polynomial (Cephes' `expf`
+/// coefficients), 2^n assembled in the exponent bits. Inputs below -87 give about 1e-38.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LOG2_E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 split so that n * LN2_HI is exact.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5 * 2^23: adding it rounds to the nearest integer, kept in the low mantissa bits.
+    const ROUND: f32 = 12_582_912.0;
+    let x = if x < -87.0 { -87.0 } else { x };
+    let x = if x > 88.0 { 88.0 } else { x };
+    let shifted = x * LOG2_E + ROUND;
+    let n = shifted - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 0.166_666_65;
+    p = p * r + 0.5;
+    let exp_r = p * r * r + r + 1.0;
+    let n_int = shifted.to_bits() as i32 - ROUND.to_bits() as i32;
+    exp_r * f32::from_bits(((n_int + 127) as u32) << 23)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_accurate_over_the_softmax_range() {
+        let mut worst = 0.0f64;
+        for i in 0..=200_000 {
+            let x = -87.0 + 88.0 * i as f32 / 200_000.0;
+            let exact = (x as f64).exp();
+            let rel = ((exp(x) as f64 - exact) / exact).abs();
+            worst = worst.max(rel);
+        }
+        assert!(worst < 3e-7, "worst relative error {worst}");
+        assert!(exp(-1000.0) < 1e-37 && exp(f32::NEG_INFINITY) < 1e-37);
+        assert_eq!(exp(0.0), 1.0);
+    }
+
+    #[test]
+    fn rows_become_scaled_softmax_minus_onehot() {
+        let vocab = 37; // not a multiple of the lanes
+        let rows = 3;
+        let mut logits: Vec<f32> = (0..rows * vocab)
+            .map(|i| ((i * 7919) % 101) as f32 / 9.0 - 5.0)
+            .collect();
+        let original = logits.clone();
+        let targets = [0i64, 36, 17];
+        let scale = 0.5;
+        let loss = softmax_cross_entropy_in_place(&mut logits, vocab, &targets, scale);
+        let mut expected_loss = 0.0f64;
+        for r in 0..rows {
+            let row = &original[r * vocab..(r + 1) * vocab];
+            let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+            let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+            let t = targets[r] as usize;
+            expected_loss += max + sum.ln() - row[t] as f64;
+            for (j, &v) in row.iter().enumerate() {
+                let p = (v as f64 - max).exp() / sum;
+                let g = scale as f64 * (p - if j == t { 1.0 } else { 0.0 });
+                let got = logits[r * vocab + j] as f64;
+                assert!((got - g).abs() < 1e-6, "row {r} column {j}: {got} vs {g}");
+            }
+        }
+        assert!(
+            (loss - expected_loss).abs() < 1e-5 * expected_loss,
+            "{loss} vs {expected_loss}"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "outside the vocabulary")]
+    fn a_target_outside_the_vocabulary_is_refused() {
+        let mut logits = vec![0.0; 4];
+        softmax_cross_entropy_in_place(&mut logits, 4, &[4], 1.0);
+    }
+}
