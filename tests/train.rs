@@ -394,42 +394,91 @@ fn segments_with_bptt_train_like_one_segment_and_detach_differs() {
 }
 
 /// Micro-batches computed concurrently on model replicas are summed in micro-batch order, so
-/// the number of workers changes the speed, never the result: one worker and three workers
-/// train bit-identical models from the same micro-batching.
+/// the number of workers changes the speed, never the result: one worker, three workers, and a
+/// run interrupted under one worker and resumed under three train bit-identical models.
 #[test]
 fn workers_change_the_speed_not_the_result() {
     let _guard = serial();
     let dir = tempfile::tempdir().unwrap();
-    let train = |name: &str, workers: usize| -> RunDir {
-        let config = write(
+    let config_with = |workers: usize| {
+        write(
             dir.path(),
-            &format!("{name}.toml"),
+            &format!("workers-{workers}.toml"),
             &tiny_run_config(
                 64,
-                5 * 1024,
-                &format!("micro_batch_tokens = 256\nworkers = {workers}\nval_every = 2"),
+                40 * 1024,
+                &format!(
+                    "micro_batch_tokens = 256\nworkers = {workers}\nval_every = 8\ncheckpoint_every = 4"
+                ),
             ),
-        );
+        )
+    };
+    let train = |name: &str, workers: usize| -> RunDir {
         let run = RunDir::new(dir.path().join(name));
         run_ok(&[
             "train",
-            config.to_str().unwrap(),
+            config_with(workers).to_str().unwrap(),
             "--run-dir",
             run.root().to_str().unwrap(),
         ]);
         run
     };
+    let weights =
+        |run: &RunDir| std::fs::read(run.final_model().join("model.safetensors")).unwrap();
     let one = train("one-worker", 1);
     let three = train("three-workers", 3);
     assert_eq!(
         trajectory(&one).len(),
-        5 + 3,
-        "5 train records, 3 validations"
+        40 + 5,
+        "40 train records, 5 validations"
     );
     assert_eq!(trajectory(&one), trajectory(&three), "metrics differ");
-    let a = std::fs::read(one.final_model().join("model.safetensors")).unwrap();
-    let b = std::fs::read(three.final_model().join("model.safetensors")).unwrap();
-    assert!(a == b, "final weights differ between 1 and 3 workers");
+    assert!(
+        weights(&one) == weights(&three),
+        "final weights differ between 1 and 3 workers"
+    );
+
+    // Interrupted under one worker, resumed with `--workers 3`.
+    let moved = RunDir::new(dir.path().join("moved"));
+    let child = forgetlab()
+        .args([
+            "train",
+            config_with(1).to_str().unwrap(),
+            "--run-dir",
+            moved.root().to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("a first checkpoint", Duration::from_secs(120), || {
+        !moved.complete_checkpoints().is_empty()
+    });
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    child.wait_with_output().unwrap();
+    let stopped_at = moved.complete_checkpoints();
+    println!("interrupted with checkpoints {stopped_at:?}");
+    run_ok(&[
+        "train",
+        "--resume",
+        moved.root().to_str().unwrap(),
+        "--workers",
+        "3",
+    ]);
+    assert_eq!(status(&moved).state, RunState::Completed);
+    assert_eq!(
+        trajectory(&moved),
+        trajectory(&one),
+        "metrics differ after moving to 3 workers"
+    );
+    assert!(
+        weights(&moved) == weights(&one),
+        "final weights differ after moving to 3 workers"
+    );
 }
 
 /// `precision = "bf16"` (products in bf16, the scan in f32; emulated on the CPU) trains a run

@@ -56,7 +56,7 @@ fn check_run_dir(dir: &RunDir, run: &PlannedRun) -> Result<(), SweepError> {
     }
     let planned = resolved_config(run)?;
     match RunConfig::load(&dir.config()) {
-        Ok(existing) if existing == planned => Ok(()),
+        Ok(existing) if existing.same_experiment(&planned) => Ok(()),
         Ok(existing) => {
             let mut keys = Vec::new();
             if let (Ok(a), Ok(b)) = (Value::try_from(&existing), Value::try_from(&planned)) {
@@ -91,12 +91,14 @@ fn check_run_dir(dir: &RunDir, run: &PlannedRun) -> Result<(), SweepError> {
 fn write_run_dir(dir: &RunDir, run: &PlannedRun) -> Result<(), SweepError> {
     std::fs::create_dir_all(dir.root()).map_err(|e| SweepError::io(dir.root(), e))?;
     let planned = resolved_config(run)?;
-    let same = RunConfig::load(&dir.config()).is_ok_and(|c| c == planned);
-    if !same {
+    let existing = RunConfig::load(&dir.config()).ok();
+    if existing.as_ref() != Some(&planned) {
         write_atomic(&dir.config(), planned.to_toml().as_bytes())
             .map_err(|e| SweepError::io(dir.config(), e))?;
     }
-    if !same || !dir.status().exists() {
+    // A new execution setting (device, workers) keeps the run's progress and status.
+    let same_experiment = existing.is_some_and(|c| c.same_experiment(&planned));
+    if !same_experiment || !dir.status().exists() {
         let total = run.config.train.total_steps();
         let status = RunStatus::now(RunState::Pending, 0, total, 0);
         let status = RunStatus {

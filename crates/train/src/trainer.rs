@@ -109,7 +109,9 @@ pub fn train(
     result
 }
 
-/// Writes (or checks) the resolved config.toml and returns the config to train.
+/// Writes (or checks) the resolved config.toml and returns the config to train. A run with
+/// checkpoints may continue under other execution settings (device, threads, workers), never
+/// under another experiment.
 fn prepare_run_dir(run: &RunDir, config: Option<&RunConfig>) -> Result<RunConfig, TrainError> {
     std::fs::create_dir_all(run.root()).map_err(TrainError::io(run.root()))?;
     let existing = run
@@ -125,7 +127,7 @@ fn prepare_run_dir(run: &RunDir, config: Option<&RunConfig>) -> Result<RunConfig
     let cwd = std::env::current_dir().map_err(TrainError::io(run.root()))?;
     let resolved = config.with_absolute_paths(&cwd);
     if let Some(existing) = existing
-        && existing != resolved
+        && !existing.same_experiment(&resolved)
         && !run.complete_checkpoints().is_empty()
     {
         return Err(TrainError::Invalid {

@@ -19,19 +19,20 @@ pub struct Args {
     /// Resume the run in this directory from its newest complete checkpoint.
     #[arg(long, conflicts_with_all = ["config", "run_dir"])]
     resume: Option<PathBuf>,
-    /// Override train.device (cpu, wgpu, cuda:N).
+    /// Override train.device (cpu, wgpu, cuda:N, or a comma-separated list); a resumed run
+    /// may move to other devices.
     #[arg(long)]
     device: Option<String>,
+    /// Override train.workers (micro-batches computed at once).
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let (run, config) = match (&args.resume, &args.config) {
         (Some(dir), _) => (RunDir::new(dir), None),
         (None, Some(path)) => {
-            let mut config = RunConfig::load(path)?;
-            if let Some(device) = &args.device {
-                config.train.device = device.clone();
-            }
+            let config = RunConfig::load(path)?;
             let dir = args.run_dir.clone().unwrap_or_else(|| {
                 PathBuf::from("runs").join(path.file_stem().unwrap_or_default())
             });
@@ -39,14 +40,24 @@ pub fn run(args: Args) -> Result<()> {
         }
         (None, None) => bail!("give a run config to train, or --resume RUN_DIR"),
     };
-    let config = match (config, &args.device) {
-        (None, Some(device)) => {
-            let mut c = RunConfig::load(&run.config())
-                .with_context(|| format!("{} is not a run directory", run.root().display()))?;
-            c.train.device = device.clone();
-            Some(c)
+    let config = if args.device.is_some() || args.workers.is_some() {
+        let mut config = match config {
+            Some(c) => c,
+            None => RunConfig::load(&run.config())
+                .with_context(|| format!("{} is not a run directory", run.root().display()))?,
+        };
+        if let Some(device) = &args.device {
+            config.train.device = device.clone();
         }
-        (config, _) => config,
+        if let Some(workers) = args.workers {
+            config.train.workers = Some(workers);
+        }
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--device/--workers: {e}"))?;
+        Some(config)
+    } else {
+        config
     };
     let threads = match &config {
         Some(c) => c.train.threads,

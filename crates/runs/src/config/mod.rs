@@ -288,6 +288,22 @@ lr = 1e-3
     }
 
     #[test]
+    fn execution_settings_do_not_change_the_experiment() {
+        let base = RunConfig::from_toml_str(SMOKE).unwrap();
+        let mut moved = base.clone();
+        moved.train.device = "cuda:0,cuda:1".to_string();
+        moved.train.workers = Some(4);
+        moved.train.threads = Some(8);
+        assert!(base.same_experiment(&moved));
+        let mut other = base.clone();
+        other.train.seq_len = 256;
+        assert!(!base.same_experiment(&other));
+        let mut other = base.clone();
+        other.train.precision = Precision::Bf16;
+        assert!(!base.same_experiment(&other));
+    }
+
+    #[test]
     fn file_errors_carry_the_path() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");

@@ -744,6 +744,20 @@ impl RunConfig {
         out
     }
 
+    /// Whether `other` describes the same experiment: equal except for where and how fast it
+    /// executes (`train.device`, `train.threads`, `train.workers`). A run may resume under
+    /// other execution settings, e.g. after a requeue onto different hardware.
+    pub fn same_experiment(&self, other: &RunConfig) -> bool {
+        let strip = |c: &RunConfig| {
+            let mut c = c.clone();
+            c.train.device = defaults::device();
+            c.train.threads = None;
+            c.train.workers = None;
+            c
+        };
+        strip(self) == strip(other)
+    }
+
     /// Serialises to TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a RunConfig always serialises to TOML")
