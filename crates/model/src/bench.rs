@@ -7,11 +7,11 @@
 use std::time::Instant;
 
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
 use serde::Serialize;
 
 use burn::optim::GradientsParams;
 
+use crate::loss::cross_entropy_sum;
 use crate::parallel::{LossAndGradients, summed_gradients};
 use crate::{Mamba2, Mamba2Config, ScanHooks};
 
@@ -55,16 +55,6 @@ pub struct BenchResult {
     pub seconds_per_step: f64,
     /// Peak resident memory of the process during this measurement, MiB (Linux only).
     pub peak_rss_mib: Option<f64>,
-}
-
-/// Mean next-token cross-entropy over every position: logits [b, l, v], targets [b, l].
-pub fn next_token_loss(logits_blv: Tensor<3>, targets_bl: Tensor<2, Int>) -> Tensor<1> {
-    let [batch, len, vocab] = logits_blv.dims();
-    let log_probs = log_softmax(logits_blv.reshape([batch * len, vocab]), 1);
-    log_probs
-        .gather(1, targets_bl.reshape([batch * len, 1]))
-        .mean()
-        .neg()
 }
 
 fn tokens(batch: usize, len: usize, vocab: usize, seed: usize, device: &Device) -> Tensor<2, Int> {
@@ -113,7 +103,7 @@ pub fn bench_training(
             }
             HeadGradient::Autodiff => {
                 let (logits, _) = replica.forward(inputs, None, &hooks);
-                let loss = next_token_loss(logits, targets) * (scale * (micro * seq_len) as f32);
+                let loss = cross_entropy_sum(logits, targets) * scale;
                 (loss.clone(), loss.backward())
             }
         };
@@ -171,7 +161,7 @@ pub fn bench_streaming(bench: &BenchModel, total_len: usize, segment_len: usize)
         |begin, logits| {
             let len = logits.dims()[1];
             let targets = ids.clone().narrow(1, begin + 1, len);
-            loss_sum += next_token_loss(logits, targets).into_scalar::<f32>() as f64 * len as f64;
+            loss_sum += cross_entropy_sum(logits, targets).into_scalar::<f32>() as f64;
         },
     );
     let seconds = start.elapsed().as_secs_f64();

@@ -21,7 +21,7 @@
 
 use burn::prelude::*;
 use burn::tensor::IndexingUpdateOp;
-use burn::tensor::activation::softmax;
+use burn::tensor::activation::{log_softmax, softmax};
 
 use crate::host_kernels;
 use crate::precision;
@@ -39,6 +39,17 @@ pub struct SegmentLoss {
     pub surrogate: Tensor<1>,
     /// `scale * summed cross-entropy`, outside the graph.
     pub value: Tensor<1>,
+}
+
+/// Summed next-token cross-entropy of materialised logits `[b, l, v]` against targets
+/// `[b, l]`, by tensor ops (validation and the naive-head benchmark; training uses
+/// [`Mamba2::forward_loss`]).
+pub fn cross_entropy_sum(logits_blv: Tensor<3>, targets_bl: Tensor<2, Int>) -> Tensor<1> {
+    let [batch, len, vocab] = logits_blv.dims();
+    log_softmax(logits_blv.reshape([batch * len, vocab]), 1)
+        .gather(1, targets_bl.reshape([batch * len, 1]))
+        .sum()
+        .neg()
 }
 
 impl Mamba2 {
@@ -175,8 +186,6 @@ impl Mamba2 {
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::activation::log_softmax;
-
     use super::*;
     use crate::Mamba2Config;
     use crate::testing::{assert_close, cpu};

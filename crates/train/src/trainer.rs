@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
 use forgetlab_data::{HeldOut, TrainStream, heldout_stream};
+use forgetlab_model::loss::cross_entropy_sum;
 use forgetlab_model::parallel::{LossAndGradients, summed_gradients};
 use forgetlab_model::{Mamba2, ModelState, ScanHooks};
 use forgetlab_runs::config::{Precision, RunConfig, StatePassing};
@@ -490,20 +490,10 @@ fn validation_loss(model: &Mamba2, sequences: &[u32], config: &RunConfig, device
             |start, logits| {
                 let len = logits.dims()[1];
                 let targets = ids.clone().narrow(1, start + 1, len);
-                sum += summed_token_loss(logits, targets).into_scalar::<f32>() as f64;
+                sum += cross_entropy_sum(logits, targets).into_scalar::<f32>() as f64;
                 count += rows * len;
             },
         );
     }
     sum / count.max(1) as f64
-}
-
-/// Sum over positions of the next-token cross-entropy, without gradients: logits [b, l, v],
-/// targets [b, l]. (Training uses [`Mamba2::forward_loss`], which never holds all the logits.)
-fn summed_token_loss(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
-    let [batch, len, vocab] = logits.dims();
-    log_softmax(logits.reshape([batch * len, vocab]), 1)
-        .gather(1, targets.reshape([batch * len, 1]))
-        .sum()
-        .neg()
 }
