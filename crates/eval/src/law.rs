@@ -10,7 +10,9 @@
 //! Units are the paper's: x in millions of state scalars, y in K = 1024 tokens (the paper's
 //! "16K" training length is 16384 tokens). Intervals are percentile bootstrap intervals (95%
 //! by default, `[fit] confidence`) over resampled state sizes (the origin, when used, is kept
-//! in every resample), seeded.
+//! in every resample), seeded. The linear fit also carries a pointwise band: at each x, the
+//! same percentiles of the resampled lines' values there (tighter than combining the separate
+//! intervals of a and b, which co-vary).
 
 use std::collections::BTreeMap;
 
@@ -287,6 +289,15 @@ pub fn fit_linear(
         }
     }
     let used = sa.len();
+    let x_max = points.iter().map(|p| p.0).fold(0.0, f64::max) * BAND_REACH;
+    let band = (0..=BAND_STEPS)
+        .map(|i| {
+            let x = x_max * i as f64 / BAND_STEPS as f64;
+            let mut at_x: Vec<f64> = sa.iter().zip(&sb).map(|(ra, rb)| ra * x + rb).collect();
+            let (low, high) = interval(&mut at_x, a * x + b, options.confidence);
+            (x, low, high)
+        })
+        .collect();
     Ok((
         LinearFit {
             a,
@@ -296,10 +307,16 @@ pub fn fit_linear(
             a_ci: interval(&mut sa, a, options.confidence),
             b_ci: interval(&mut sb, b, options.confidence),
             with_origin,
+            band,
         },
         used,
     ))
 }
+
+/// The linear fit's band reaches this multiple of the largest state size fitted...
+const BAND_REACH: f64 = 1.25;
+/// ...in this many steps.
+const BAND_STEPS: usize = 50;
 
 /// Least-squares `c (k^x - 1) + d` for a fixed `ln k`: returns (c, d, sse).
 fn exp_fit_given_k(points: &[(f64, f64)], ln_k: f64) -> Option<(f64, f64, f64)> {
@@ -705,6 +722,41 @@ mod tests {
 
     fn pts(ys: &[f64]) -> Vec<(f64, f64)> {
         PAPER_X.iter().copied().zip(ys.iter().copied()).collect()
+    }
+
+    /// The band is pointwise: it holds the fitted line, reaches past the largest state size,
+    /// and near the middle of the data it is narrower than the envelope of all lines with a and
+    /// b inside their separate intervals (a and b co-vary, so that envelope overstates it).
+    #[test]
+    fn the_band_is_pointwise_and_tighter_than_the_coefficient_envelope() {
+        let (fit, _) = fit_linear(&pts(&PAPER_FORGET_K), true, &opts(1000, 1)).unwrap();
+        assert_eq!(fit.band.len(), BAND_STEPS + 1);
+        let last = fit.band.last().unwrap().0;
+        assert!(
+            (last - 12.915 * BAND_REACH).abs() < 1e-9,
+            "band ends at {last}"
+        );
+        for &(x, low, high) in &fit.band {
+            let y = fit.a * x + fit.b;
+            assert!(
+                low <= y + 1e-9 && y <= high + 1e-9,
+                "x = {x}: {low} <= {y} <= {high}"
+            );
+        }
+        let (x, low, high) = fit.band[BAND_STEPS / 4]; // x about 4 M, inside the data
+        let corners = [
+            fit.a_ci.0 * x + fit.b_ci.0,
+            fit.a_ci.0 * x + fit.b_ci.1,
+            fit.a_ci.1 * x + fit.b_ci.0,
+            fit.a_ci.1 * x + fit.b_ci.1,
+        ];
+        let envelope = corners.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+            - corners.iter().copied().fold(f64::INFINITY, f64::min);
+        assert!(
+            high - low < envelope,
+            "pointwise width {} vs envelope {envelope} at x = {x}",
+            high - low
+        );
     }
 
     #[test]

@@ -198,6 +198,11 @@ pub struct LinearFit {
     pub b_ci: (f64, f64),
     /// Whether the (0, 0) point was included.
     pub with_origin: bool,
+    /// Pointwise 95% bootstrap band of the line: (x, low, high), the percentiles of the
+    /// resampled lines' values at each x, from 0 to 1.25 times the largest x fitted. Empty in
+    /// law files written before it existed.
+    #[serde(default)]
+    pub band: Vec<(f64, f64, f64)>,
 }
 
 /// An exponential fit y = c (k^x - 1) + d.

@@ -392,6 +392,12 @@ fn law() -> LawReport {
             a_ci: (a * 0.8, a * 1.2),
             b_ci: (b - 0.05, b + 0.05),
             with_origin: false,
+            band: (0..=20)
+                .map(|i| {
+                    let x = xy[1].0 * 1.25 * i as f64 / 20.0;
+                    (x, 0.8 * a * x + b - 0.05, 1.2 * a * x + b + 0.05)
+                })
+                .collect(),
         }),
         linear_with_origin: None,
         recall_points: vec![
