@@ -11,6 +11,9 @@
 /// `scale * (softmax(row) - onehot(target))`, in place, and returns the summed cross-entropy
 /// `sum(logsumexp(row) - row[target])` (unscaled).
 ///
+/// The loops are compiled for the widest vector unit the CPU has (AVX-512, AVX2, else SSE2);
+/// the partial sums are kept in a fixed number of lanes, so every variant gives the same bits.
+///
 /// # Panics
 /// If a target is not below `vocab` (the trainer checks token ids against the vocabulary).
 pub fn softmax_cross_entropy_in_place(
@@ -24,6 +27,35 @@ pub fn softmax_cross_entropy_in_place(
         vocab * targets.len(),
         "one row of logits per target"
     );
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { rows_avx512(logits, vocab, targets, scale) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { rows_avx2(logits, vocab, targets, scale) };
+        }
+    }
+    rows(logits, vocab, targets, scale)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn rows_avx512(logits: &mut [f32], vocab: usize, targets: &[i64], scale: f32) -> f64 {
+    rows(logits, vocab, targets, scale)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn rows_avx2(logits: &mut [f32], vocab: usize, targets: &[i64], scale: f32) -> f64 {
+    rows(logits, vocab, targets, scale)
+}
+
+/// The kernel itself, inlined into each instruction-set variant above.
+#[inline(always)]
+fn rows(logits: &mut [f32], vocab: usize, targets: &[i64], scale: f32) -> f64 {
     let mut total = 0.0f64;
     for (row, &target) in logits.chunks_exact_mut(vocab).zip(targets) {
         let target = usize::try_from(target)
@@ -46,6 +78,7 @@ pub fn softmax_cross_entropy_in_place(
 /// Lanes of the partial maxima and sums, so the loops vectorise.
 const LANES: usize = 8;
 
+#[inline(always)]
 fn row_max(row: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let mut chunks = row.chunks_exact(LANES);
@@ -62,6 +95,7 @@ fn row_max(row: &[f32]) -> f32 {
 }
 
 /// `row[i] = exp(row[i] - shift)`; returns the sum.
+#[inline(always)]
 fn exp_shifted_in_place(row: &mut [f32], shift: f32) -> f32 {
     let mut lanes = [0.0f32; LANES];
     let mut chunks = row.chunks_exact_mut(LANES);
@@ -153,6 +187,46 @@ mod tests {
             (loss - expected_loss).abs() < 1e-5 * expected_loss,
             "{loss} vs {expected_loss}"
         );
+    }
+
+    /// Every instruction-set variant the CPU can run gives the portable kernel's exact bits.
+    #[test]
+    fn variants_agree_bit_for_bit() {
+        let vocab = 1000;
+        let original: Vec<f32> = (0..4 * vocab)
+            .map(|i| ((i * 7919) % 1013) as f32 / 50.0 - 10.0)
+            .collect();
+        let targets = [3i64, 999, 0, 512];
+        let run = |kernel: &dyn Fn(&mut [f32]) -> f64| {
+            let mut values = original.clone();
+            let loss = kernel(&mut values);
+            (
+                loss.to_bits(),
+                values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            )
+        };
+        let portable = run(&|v| rows(v, vocab, &targets, 0.3));
+        assert_eq!(
+            run(&|v| softmax_cross_entropy_in_place(v, vocab, &targets, 0.3)),
+            portable
+        );
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: checked just above.
+                assert_eq!(
+                    run(&|v| unsafe { rows_avx2(v, vocab, &targets, 0.3) }),
+                    portable
+                );
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: checked just above.
+                assert_eq!(
+                    run(&|v| unsafe { rows_avx512(v, vocab, &targets, 0.3) }),
+                    portable
+                );
+            }
+        }
     }
 
     #[test]
