@@ -67,7 +67,7 @@ where
     let (sender, receiver) = mpsc::channel::<(usize, LossAndGradients)>();
     let mut folded = 0;
     std::thread::scope(|scope| {
-        for device in workers {
+        for device in workers.iter().take(total) {
             let replica = model.clone();
             let sender = sender.clone();
             let (queue, work, stop) = (&queue, &work, &stop);
