@@ -51,17 +51,27 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// `forgetlab train CONFIG --run-dir RUN`, which must succeed.
+fn train_to_completion(config: &std::path::Path, run: &RunDir) {
+    run_ok(&[
+        "train",
+        config.to_str().unwrap(),
+        "--run-dir",
+        run.root().to_str().unwrap(),
+    ]);
+}
+
+/// The bytes of a finished run's final weights.
+fn final_weights(run: &RunDir) -> Vec<u8> {
+    std::fs::read(run.final_model().join("model.safetensors")).unwrap()
+}
+
 #[test]
 fn validation_loss_falls_well_below_the_unigram_entropy() {
     let _guard = serial();
     let dir = tempfile::tempdir().unwrap();
     let run = RunDir::new(dir.path().join("smoke"));
-    run_ok(&[
-        "train",
-        "experiments/smoke-run.toml",
-        "--run-dir",
-        run.root().to_str().unwrap(),
-    ]);
+    train_to_completion(std::path::Path::new("experiments/smoke-run.toml"), &run);
     let config = forgetlab_runs::RunConfig::load(&run.config()).unwrap();
     // Unigram entropy of the training tokens the run saw.
     let mut stream =
@@ -132,12 +142,7 @@ fn sigkill_then_resume_is_bit_identical() {
         &tiny_run_config(64, 40 * 1024, "checkpoint_every = 4\nval_every = 10"),
     );
     let reference = RunDir::new(dir.path().join("reference"));
-    run_ok(&[
-        "train",
-        config.to_str().unwrap(),
-        "--run-dir",
-        reference.root().to_str().unwrap(),
-    ]);
+    train_to_completion(&config, &reference);
 
     let killed = RunDir::new(dir.path().join("killed"));
     // Kill at a pseudo-random point after the first checkpoint.
@@ -172,8 +177,8 @@ fn sigkill_then_resume_is_bit_identical() {
         trajectory(&reference),
         "metrics differ after resume"
     );
-    let a = std::fs::read(reference.final_model().join("model.safetensors")).unwrap();
-    let b = std::fs::read(killed.final_model().join("model.safetensors")).unwrap();
+    let a = final_weights(&reference);
+    let b = final_weights(&killed);
     assert!(a == b, "final weights differ after resume");
     assert_eq!(status(&killed).state, RunState::Completed);
 }
@@ -238,15 +243,10 @@ fn a_checkpoint_without_its_marker_is_skipped() {
         &tiny_run_config(32, 24 * 1024, "checkpoint_every = 8\nkeep_checkpoints = 3"),
     );
     let run = RunDir::new(dir.path().join("run"));
-    run_ok(&[
-        "train",
-        config.to_str().unwrap(),
-        "--run-dir",
-        run.root().to_str().unwrap(),
-    ]);
+    train_to_completion(&config, &run);
     assert_eq!(run.complete_checkpoints(), vec![8, 16, 24]);
     let reference = trajectory(&run);
-    let weights = std::fs::read(run.final_model().join("model.safetensors")).unwrap();
+    let weights = final_weights(&run);
     // A crash while writing the newest checkpoint would leave it without its marker.
     std::fs::remove_file(run.checkpoint(24).join(forgetlab_runs::CHECKPOINT_MARKER)).unwrap();
     std::fs::remove_dir_all(run.final_model()).unwrap();
@@ -254,10 +254,7 @@ fn a_checkpoint_without_its_marker_is_skipped() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("resumed") && log.contains("step 16"), "{log}");
     assert_eq!(trajectory(&run), reference);
-    assert_eq!(
-        std::fs::read(run.final_model().join("model.safetensors")).unwrap(),
-        weights
-    );
+    assert_eq!(final_weights(&run), weights);
 }
 
 #[test]
@@ -355,12 +352,7 @@ fn segments_with_bptt_train_like_one_segment_and_detach_differs() {
             &tiny_run_config(128, 6 * 1024, extra),
         );
         let run = RunDir::new(dir.path().join(name));
-        run_ok(&[
-            "train",
-            config.to_str().unwrap(),
-            "--run-dir",
-            run.root().to_str().unwrap(),
-        ]);
+        train_to_completion(&config, &run);
         let (records, _) = read_metrics(&run.metrics()).unwrap();
         records
             .iter()
@@ -415,16 +407,9 @@ fn workers_change_the_speed_not_the_result() {
     };
     let train = |name: &str, workers: usize| -> RunDir {
         let run = RunDir::new(dir.path().join(name));
-        run_ok(&[
-            "train",
-            config_with(workers).to_str().unwrap(),
-            "--run-dir",
-            run.root().to_str().unwrap(),
-        ]);
+        train_to_completion(&config_with(workers), &run);
         run
     };
-    let weights =
-        |run: &RunDir| std::fs::read(run.final_model().join("model.safetensors")).unwrap();
     let one = train("one-worker", 1);
     let three = train("three-workers", 3);
     assert_eq!(
@@ -434,7 +419,7 @@ fn workers_change_the_speed_not_the_result() {
     );
     assert_eq!(trajectory(&one), trajectory(&three), "metrics differ");
     assert!(
-        weights(&one) == weights(&three),
+        final_weights(&one) == final_weights(&three),
         "final weights differ between 1 and 3 workers"
     );
 
@@ -476,7 +461,7 @@ fn workers_change_the_speed_not_the_result() {
         "metrics differ after moving to 3 workers"
     );
     assert!(
-        weights(&moved) == weights(&one),
+        final_weights(&moved) == final_weights(&one),
         "final weights differ after moving to 3 workers"
     );
 }
@@ -494,12 +479,7 @@ fn bf16_products_train_close_to_f32() {
             &tiny_run_config(64, 8 * 1024, extra),
         );
         let run = RunDir::new(dir.path().join(name));
-        run_ok(&[
-            "train",
-            config.to_str().unwrap(),
-            "--run-dir",
-            run.root().to_str().unwrap(),
-        ]);
+        train_to_completion(&config, &run);
         assert_eq!(status(&run).state, RunState::Completed);
         let (records, _) = read_metrics(&run.metrics()).unwrap();
         records.iter().map(|r| r.loss).collect()

@@ -136,7 +136,7 @@ impl<'a> Sum<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::tiny_config;
+    use crate::testing::{flat_grads, tiny_config};
 
     /// Gradients of `jobs` micro-batches of random tokens, as one flat vector per parameter.
     fn gradients(workers: usize, stop_after: Option<usize>) -> Option<(f64, Vec<Vec<f32>>)> {
@@ -171,19 +171,7 @@ mod tests {
             },
             || stop_after.is_some_and(|n| started.load(std::sync::atomic::Ordering::SeqCst) >= n),
         )?;
-        let mut flat = Vec::new();
-        struct Collect<'a>(&'a GradientsParams, &'a mut Vec<Vec<f32>>);
-        impl burn::module::ModuleVisitor for Collect<'_> {
-            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-                let grad = self
-                    .0
-                    .get::<D>(param.id)
-                    .expect("every parameter has a gradient");
-                self.1.push(grad.into_data().try_to_vec::<f32>().unwrap());
-            }
-        }
-        model.visit(&mut Collect(&summed.grads, &mut flat));
-        Some((summed.loss, flat))
+        Some((summed.loss, flat_grads(&model, &summed.grads)))
     }
 
     #[test]

@@ -64,7 +64,7 @@ mod tests {
     use burn::optim::GradientsParams;
 
     use super::*;
-    use crate::testing::{cpu, tiny_config};
+    use crate::testing::{cpu, flat_grads, tiny_config};
     use crate::{Mamba2, ScanHooks};
 
     fn ids(seed: u64, dev: &Device) -> Tensor<2, Int> {
@@ -72,20 +72,6 @@ mod tests {
             .map(|i| ((i as u64 * 7919 + seed * 104_729) % 100) as i64)
             .collect();
         Tensor::from_data(TensorData::new(values, [3, 21]), dev)
-    }
-
-    /// Every parameter's gradient, flattened, in visiting order.
-    fn flat_grads(model: &Mamba2, grads: &GradientsParams) -> Vec<Vec<f32>> {
-        struct Collect<'a>(&'a GradientsParams, Vec<Vec<f32>>);
-        impl burn::module::ModuleVisitor for Collect<'_> {
-            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-                let grad = self.0.get::<D>(param.id).expect("a gradient");
-                self.1.push(grad.into_data().try_to_vec::<f32>().unwrap());
-            }
-        }
-        let mut collect = Collect(grads, Vec::new());
-        model.visit(&mut collect);
-        collect.1
     }
 
     /// bf16 products change the numbers (the path is taken) by about bf16's rounding, and no

@@ -37,3 +37,21 @@ pub fn tiny_config() -> crate::Mamba2Config {
     config.chunk_size = 8;
     config
 }
+
+/// Every parameter's gradient in `grads`, flattened, in the model's visiting order.
+pub fn flat_grads(model: &crate::Mamba2, grads: &burn::optim::GradientsParams) -> Vec<Vec<f32>> {
+    struct Collect<'a>(&'a burn::optim::GradientsParams, Vec<Vec<f32>>);
+    impl burn::module::ModuleVisitor for Collect<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            let grad = self
+                .0
+                .get::<D>(param.id)
+                .expect("every parameter has a gradient");
+            self.1
+                .push(grad.into_data().try_to_vec::<f32>().expect("f32 gradients"));
+        }
+    }
+    let mut collect = Collect(grads, Vec::new());
+    model.visit(&mut collect);
+    collect.1
+}
