@@ -5,7 +5,10 @@
 //! head is the largest elementwise workload of a training step (a vocabulary's worth of logits
 //! per token: 67M values per 8192-token step at vocabulary 8192) and takes a dozen passes as
 //! tensor ops. Here it is one pass per row over data in cache, with an `exp` the compiler can
-//! vectorise. GPU backends keep the tensor-op path in [`crate::loss`].
+//! vectorise. GPU backends keep the tensor-op path in [`crate::loss`]. SiLU and its gradient
+//! (the scan's neighbours in every layer) get the same treatment for [`crate::host_ops`].
+
+use rayon::prelude::*;
 
 /// Turns each row of `logits` (`vocab` values per row, one row per target) into its gradient
 /// `scale * (softmax(row) - onehot(target))`, in place, and returns the summed cross-entropy
@@ -113,11 +116,114 @@ fn exp_shifted_in_place(row: &mut [f32], shift: f32) -> f32 {
     sum
 }
 
+/// Runs `kernel` compiled for the widest vector unit the CPU has.
+macro_rules! widest {
+    ($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $kernel:ident) => {
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                #[allow(clippy::too_many_arguments)]
+                fn avx512($($arg: $ty),*) -> $ret {
+                    $kernel($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                fn avx2($($arg: $ty),*) -> $ret {
+                    $kernel($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F, checked just above.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has AVX2 and FMA, checked just above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $kernel($($arg),*)
+        }
+    };
+}
+pub(crate) use widest;
+
+/// `x · sigmoid(x)` of each value, on all cores.
+pub fn silu(x: &[f32]) -> Vec<f32> {
+    let mut y = vec![0.0f32; x.len()];
+    y.par_chunks_mut(ELEMENTWISE_BLOCK)
+        .zip(x.par_chunks(ELEMENTWISE_BLOCK))
+        .for_each(|(y, x)| silu_block(x, y));
+    y
+}
+
+/// The gradient of [`silu`] at `x` given the output gradient `grad`:
+/// `grad · σ(x) (1 + x (1 - σ(x)))`.
+pub fn silu_backward(x: &[f32], grad: &[f32]) -> Vec<f32> {
+    assert_eq!(x.len(), grad.len(), "one gradient per input");
+    let mut dx = vec![0.0f32; x.len()];
+    dx.par_chunks_mut(ELEMENTWISE_BLOCK)
+        .zip(
+            x.par_chunks(ELEMENTWISE_BLOCK)
+                .zip(grad.par_chunks(ELEMENTWISE_BLOCK)),
+        )
+        .for_each(|(dx, (x, g))| silu_backward_block(x, g, dx));
+    dx
+}
+
+/// Elements per parallel task of the elementwise kernels.
+const ELEMENTWISE_BLOCK: usize = 1 << 14;
+
+widest!(silu_block(x: &[f32], y: &mut [f32]) -> () = silu_kernel);
+widest!(silu_backward_block(x: &[f32], grad: &[f32], dx: &mut [f32]) -> () = silu_backward_kernel);
+
+/// `(silu(x), silu'(x))` = `(x σ, σ (1 + x (1 - σ)))` with `σ = 1 / (1 + e^{-x})`; `exp`
+/// saturates, so neither is ever NaN.
+#[inline(always)]
+pub(crate) fn silu_and_slope(x: f32) -> (f32, f32) {
+    let s = 1.0 / (1.0 + exp(-x));
+    (x * s, s * (1.0 + x * (1.0 - s)))
+}
+
+#[inline(always)]
+fn silu_kernel(x: &[f32], y: &mut [f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = silu_and_slope(x).0;
+    }
+}
+
+#[inline(always)]
+fn silu_backward_kernel(x: &[f32], grad: &[f32], dx: &mut [f32]) {
+    for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(grad) {
+        *dx = g * silu_and_slope(x).1;
+    }
+}
+
+/// Lanes of the partial sums in [`dot`], so the loop vectorises with a fixed order.
+const DOT_LANES: usize = 8;
+
+/// `Σ a_i b_i`, summed in a fixed order of lanes (the same bits on every instruction set).
+#[inline(always)]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; DOT_LANES];
+    let (a_chunks, b_chunks) = (a.chunks_exact(DOT_LANES), b.chunks_exact(DOT_LANES));
+    let (a_rest, b_rest) = (a_chunks.remainder(), b_chunks.remainder());
+    for (ca, cb) in a_chunks.zip(b_chunks) {
+        for ((lane, &x), &y) in lanes.iter_mut().zip(ca).zip(cb) {
+            *lane += x * y;
+        }
+    }
+    let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// `exp(x)` to about 1 ulp for x in [-87, 88], branch-free so that loops over it vectorise:
 /// x = n ln 2 + r with |r| <= ln 2 / 2, exp(r) by a degree-7 polynomial (Cephes' `expf`
 /// coefficients), 2^n assembled in the exponent bits. Inputs below -87 give about 1e-38.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split so that n * LN2_HI is exact.
     const LN2_HI: f32 = 0.693_359_4;

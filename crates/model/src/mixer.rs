@@ -8,8 +8,9 @@
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::activation::{silu, softplus};
+use burn::tensor::activation::softplus;
 
+use crate::host_ops::{self, on_host, silu};
 use crate::precision::{self, Precision};
 use crate::ssd::{ScanInputs, WindowState, scan_chunked, scan_step, window_correction};
 use crate::{Mamba2Config, ScanHooks};
@@ -175,6 +176,16 @@ impl Mixer {
     /// the norm weight (mamba_ssm's RMSNormGated with norm_before_gate = False).
     fn gated_norm(&self, y_bli: Tensor<3>, z_bli: Tensor<3>) -> Tensor<3> {
         let c = &self.config;
+        let weight = self.norm_weight.val();
+        if on_host(&y_bli) && on_host(&z_bli) && on_host(&weight) {
+            return host_ops::gated_norm(y_bli, z_bli, weight, c.ngroups, c.norm_eps);
+        }
+        self.gated_norm_ops(y_bli, z_bli)
+    }
+
+    /// [`Mixer::gated_norm`] in tensor ops, for every backend.
+    fn gated_norm_ops(&self, y_bli: Tensor<3>, z_bli: Tensor<3>) -> Tensor<3> {
+        let c = &self.config;
         let [batch, len, d_inner] = y_bli.dims();
         let gated_blgi: Tensor<4> =
             (y_bli * silu(z_bli)).reshape([batch, len, c.ngroups, d_inner / c.ngroups]);
@@ -185,6 +196,35 @@ impl Mixer {
     /// Causal depthwise convolution over `cache ++ xbc`, returning the activated outputs and
     /// the new cache.
     fn conv(&self, xbc_blc: Tensor<3>, cache_bkc: Tensor<3>) -> (Tensor<3>, Tensor<3>) {
+        let weight_ck = self.conv_weight.val();
+        let bias_c = self.conv_bias.as_ref().map(|b| b.val());
+        let on_cpu = on_host(&xbc_blc)
+            && on_host(&cache_bkc)
+            && on_host(&weight_ck)
+            && bias_c.as_ref().is_none_or(on_host);
+        if !on_cpu {
+            return self.conv_ops(xbc_blc, cache_bkc);
+        }
+        let [_, len, _] = xbc_blc.dims();
+        let context = self.config.d_conv - 1;
+        // The last `context` rows of `cache ++ xbc`.
+        let new_cache = if len >= context {
+            xbc_blc.clone().narrow(1, len - context, context)
+        } else {
+            Tensor::cat(
+                vec![
+                    cache_bkc.clone().narrow(1, len, context - len),
+                    xbc_blc.clone(),
+                ],
+                1,
+            )
+        };
+        let out = host_ops::conv_silu(xbc_blc, cache_bkc, weight_ck, bias_c);
+        (out, new_cache)
+    }
+
+    /// [`Mixer::conv`] in tensor ops, for every backend.
+    fn conv_ops(&self, xbc_blc: Tensor<3>, cache_bkc: Tensor<3>) -> (Tensor<3>, Tensor<3>) {
         let c = &self.config;
         let [_, len, channels] = xbc_blc.dims();
         let context = c.d_conv - 1;
@@ -337,4 +377,101 @@ impl Mixer {
 pub fn rms_normalize<const D: usize>(x: Tensor<D>, eps: f64) -> Tensor<D> {
     let rstd = (x.clone().square().mean_dim(D - 1) + eps).sqrt().recip();
     x * rstd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Mamba2;
+    use crate::testing::{assert_close, random, tiny_config};
+
+    /// The first mixer of a tiny model with two groups and a conv bias, on an autodiff CPU.
+    fn mixer(device: &Device) -> Mixer {
+        let mut config = tiny_config();
+        config.ngroups = 2;
+        let mut model = Mamba2::init(&config, 3, device).expect("valid config");
+        model.layers.swap_remove(0).mixer
+    }
+
+    fn grad<const D: usize>(tensor: &Tensor<D>, grads: &burn::tensor::Gradients) -> Tensor<D> {
+        tensor.grad(grads).expect("tracked")
+    }
+
+    /// The host convolution (with its cache, for segments shorter and longer than the cache)
+    /// and its gradients of input, cache, weight and bias match the tensor ops.
+    #[test]
+    fn host_conv_matches_the_tensor_ops() {
+        let device = Device::flex().autodiff();
+        let mixer = mixer(&device);
+        let (channels, context) = (mixer.config.conv_dim(), mixer.config.d_conv - 1);
+        assert!(mixer.conv_bias.is_some());
+        for len in [1, 2, 9, 70] {
+            let x = random([2, len, channels], 1, &device).require_grad();
+            let cache = random([2, context, channels], 2, &device).require_grad();
+            let out_weight = random([2, len, channels], 3, &device);
+            let cache_weight = random([2, context, channels], 4, &device);
+            let run = |host: bool| {
+                let (out, new_cache) = if host {
+                    mixer.conv(x.clone(), cache.clone())
+                } else {
+                    mixer.conv_ops(x.clone(), cache.clone())
+                };
+                let loss = (out.clone() * out_weight.clone()).sum()
+                    + (new_cache.clone() * cache_weight.clone()).sum();
+                let grads = loss.backward();
+                let bias = mixer.conv_bias.as_ref().expect("bias").val();
+                (
+                    [
+                        out.inner(),
+                        new_cache.inner(),
+                        grad(&x, &grads),
+                        grad(&cache, &grads),
+                    ],
+                    grad(&mixer.conv_weight.val(), &grads),
+                    grad(&bias, &grads),
+                )
+            };
+            let (host, host_weight, host_bias) = run(true);
+            let (ops, ops_weight, ops_bias) = run(false);
+            for (name, (h, o)) in ["output", "new cache", "d input", "d cache"]
+                .iter()
+                .zip(host.iter().zip(&ops))
+            {
+                assert_close(h, o, 1e-5, &format!("{name}, length {len}"));
+            }
+            assert_close(&host_weight, &ops_weight, 1e-4, "d weight");
+            assert_close(&host_bias, &ops_bias, 1e-4, "d bias");
+        }
+    }
+
+    /// The host gated RMSNorm (two groups) and its gradients match the tensor ops.
+    #[test]
+    fn host_gated_norm_matches_the_tensor_ops() {
+        let device = Device::flex().autodiff();
+        let mixer = mixer(&device);
+        let width = mixer.config.d_inner();
+        let y = random([3, 67, width], 5, &device).require_grad();
+        let z = (random([3, 67, width], 6, &device) * 3.0)
+            .detach()
+            .require_grad();
+        let out_weight = random([3, 67, width], 7, &device);
+        let run = |host: bool| {
+            let out = if host {
+                mixer.gated_norm(y.clone(), z.clone())
+            } else {
+                mixer.gated_norm_ops(y.clone(), z.clone())
+            };
+            let grads = (out.clone() * out_weight.clone()).sum().backward();
+            (
+                [out.inner(), grad(&y, &grads), grad(&z, &grads)],
+                grad(&mixer.norm_weight.val(), &grads),
+            )
+        };
+        let (host, host_weight) = run(true);
+        let (ops, ops_weight) = run(false);
+        for (name, (h, o)) in ["output", "d y", "d z"].iter().zip(host.iter().zip(&ops)) {
+            assert_close(h, o, 1e-5, name);
+        }
+        assert_close(&host_weight, &ops_weight, 1e-4, "d weight");
+    }
 }

@@ -44,9 +44,23 @@ pub struct ScanInputs {
 /// Runs the recurrence over a segment with the chunked SSD algorithm.
 ///
 /// `initial_bhpn` is the state before the segment ([batch, heads, headdim, d_state]); the
-/// result is `(y_blhp, final_bhpn)`. Any length works: the last chunk is padded with Δ = 0 and
-/// log α = 0 positions, which neither decay nor write the state.
+/// result is `(y_blhp, final_bhpn)`. Any length works. On the CPU backend this is the fused
+/// host kernel of [`crate::host_scan`] (a burn op of [`crate::host_ops`]); elsewhere the tensor ops of [`scan_chunked_ops`].
 pub fn scan_chunked(
+    inputs: ScanInputs,
+    initial_bhpn: Tensor<4>,
+    chunk_size: usize,
+) -> (Tensor<4>, Tensor<4>) {
+    if crate::host_ops::scan_applies(&inputs, &initial_bhpn) {
+        crate::host_ops::scan(inputs, initial_bhpn, chunk_size)
+    } else {
+        scan_chunked_ops(inputs, initial_bhpn, chunk_size)
+    }
+}
+
+/// [`scan_chunked`] in stock burn tensor ops, for every backend: the last chunk is padded with
+/// Δ = 0 and log α = 0 positions, which neither decay nor write the state.
+pub fn scan_chunked_ops(
     inputs: ScanInputs,
     initial_bhpn: Tensor<4>,
     chunk_size: usize,
