@@ -8,7 +8,7 @@
 //! scores a count n-gram baseline on exactly the same positions ([`crate::ngram`]).
 
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
+use forgetlab_model::loss::token_losses;
 use forgetlab_model::{Mamba2, ScanHooks};
 use forgetlab_runs::results::{LossBucket, LossCurve};
 use rand::{Rng, SeedableRng};
@@ -82,18 +82,9 @@ pub fn stream_losses(
         let ids = Tensor::<2, Int>::from_data(TensorData::new(flat, [rows, width]), &device);
         let inputs = ids.clone().narrow(1, 0, options.horizon);
         model.forward_streaming(inputs, options.segment_len, None, hooks, |start, logits| {
-            let [_, len, vocab] = logits.dims();
-            let targets = ids
-                .clone()
-                .narrow(1, start + 1, len)
-                .reshape([rows * len, 1]);
-            let losses = log_softmax(logits.reshape([rows * len, vocab]), 1)
-                .gather(1, targets)
-                .neg()
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .expect("f32 losses");
+            let len = logits.dims()[1];
+            let targets = ids.clone().narrow(1, start + 1, len);
+            let losses = token_losses(logits, targets);
             for (row, chunk) in losses.chunks(len).enumerate() {
                 on_span(group_index * options.batch + row, start, chunk);
             }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use burn::optim::GradientsParams;
 
-use crate::loss::cross_entropy_sum;
+use crate::loss::{cross_entropy_sum, token_losses};
 use crate::parallel::{LossAndGradients, summed_gradients};
 use crate::{Mamba2, Mamba2Config, ScanHooks};
 
@@ -161,7 +161,10 @@ pub fn bench_streaming(bench: &BenchModel, total_len: usize, segment_len: usize)
         |begin, logits| {
             let len = logits.dims()[1];
             let targets = ids.clone().narrow(1, begin + 1, len);
-            loss_sum += cross_entropy_sum(logits, targets).into_scalar::<f32>() as f64;
+            loss_sum += token_losses(logits, targets)
+                .iter()
+                .map(|&l| l as f64)
+                .sum::<f64>();
         },
     );
     let seconds = start.elapsed().as_secs_f64();

@@ -10,6 +10,40 @@
 
 use rayon::prelude::*;
 
+/// Runs `kernel` compiled for the widest vector unit the CPU has.
+macro_rules! widest {
+    ($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $kernel:ident) => {
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                #[allow(clippy::too_many_arguments)]
+                fn avx512($($arg: $ty),*) -> $ret {
+                    $kernel($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                fn avx2($($arg: $ty),*) -> $ret {
+                    $kernel($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F, checked just above.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has AVX2 and FMA, checked just above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $kernel($($arg),*)
+        }
+    };
+}
+pub(crate) use widest;
+
 /// Turns each row of `logits` (`vocab` values per row, one row per target) into its gradient
 /// `scale * (softmax(row) - onehot(target))`, in place, and returns the summed cross-entropy
 /// `sum(logsumexp(row) - row[target])` (unscaled).
@@ -78,6 +112,47 @@ fn rows(logits: &mut [f32], vocab: usize, targets: &[i64], scale: f32) -> f64 {
     total
 }
 
+/// The next-token loss `logsumexp(row) - row[target]` of each row of `logits` (`vocab` values
+/// per row, one row per target), rows on all cores; `logits` is only read.
+///
+/// # Panics
+/// If a target is not below `vocab`.
+pub fn cross_entropy_rows(logits: &[f32], vocab: usize, targets: &[i64]) -> Vec<f32> {
+    assert_eq!(
+        logits.len(),
+        vocab * targets.len(),
+        "one row of logits per target"
+    );
+    let mut losses = vec![0.0f32; targets.len()];
+    losses
+        .par_iter_mut()
+        .zip(logits.par_chunks(vocab.max(1)).zip(targets.par_iter()))
+        .for_each(|(loss, (row, &target))| *loss = row_loss(row, target));
+    losses
+}
+
+widest!(row_loss(row: &[f32], target: i64) -> f32 = row_loss_kernel);
+
+#[inline(always)]
+fn row_loss_kernel(row: &[f32], target: i64) -> f32 {
+    let vocab = row.len();
+    let target = usize::try_from(target)
+        .ok()
+        .filter(|&t| t < vocab)
+        .unwrap_or_else(|| panic!("target {target} outside the vocabulary of {vocab}"));
+    let max = row_max(row);
+    let mut lanes = [0.0f32; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().map(|&v| exp(v - max)).sum();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += exp(v - max);
+        }
+    }
+    let sum = lanes.iter().sum::<f32>() + tail;
+    max + sum.ln() - row[target]
+}
+
 /// Lanes of the partial maxima and sums, so the loops vectorise.
 const LANES: usize = 8;
 
@@ -115,40 +190,6 @@ fn exp_shifted_in_place(row: &mut [f32], shift: f32) -> f32 {
     }
     sum
 }
-
-/// Runs `kernel` compiled for the widest vector unit the CPU has.
-macro_rules! widest {
-    ($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $kernel:ident) => {
-        #[allow(clippy::too_many_arguments)]
-        fn $name($($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                #[allow(clippy::too_many_arguments)]
-                fn avx512($($arg: $ty),*) -> $ret {
-                    $kernel($($arg),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
-                fn avx2($($arg: $ty),*) -> $ret {
-                    $kernel($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F, checked just above.
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has AVX2 and FMA, checked just above.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            $kernel($($arg),*)
-        }
-    };
-}
-pub(crate) use widest;
 
 /// `x · sigmoid(x)` of each value, on all cores.
 pub fn silu(x: &[f32]) -> Vec<f32> {

@@ -42,14 +42,37 @@ pub struct SegmentLoss {
 }
 
 /// Summed next-token cross-entropy of materialised logits `[b, l, v]` against targets
-/// `[b, l]`, by tensor ops (validation and the naive-head benchmark; training uses
-/// [`Mamba2::forward_loss`]).
+/// `[b, l]`, by tensor ops, differentiable (the naive-head benchmark and tests; training uses
+/// [`Mamba2::forward_loss`], evaluation [`token_losses`]).
 pub fn cross_entropy_sum(logits_blv: Tensor<3>, targets_bl: Tensor<2, Int>) -> Tensor<1> {
     let [batch, len, vocab] = logits_blv.dims();
     log_softmax(logits_blv.reshape([batch * len, vocab]), 1)
         .gather(1, targets_bl.reshape([batch * len, 1]))
         .sum()
         .neg()
+}
+
+/// The next-token loss of every position of materialised logits `[b, l, v]` against targets
+/// `[b, l]`, row-major (`b * l` values), for evaluation. On the CPU one fused pass over host
+/// memory ([`host_kernels::cross_entropy_rows`]); elsewhere `log_softmax` and a gather.
+pub fn token_losses(logits_blv: Tensor<3>, targets_bl: Tensor<2, Int>) -> Vec<f32> {
+    let [batch, len, vocab] = logits_blv.dims();
+    if crate::host_ops::on_host(&logits_blv) {
+        let logits = logits_blv.into_data();
+        let targets = targets_bl.into_data().convert::<i64>();
+        return host_kernels::cross_entropy_rows(
+            logits.as_slice::<f32>().expect("on_host means f32"),
+            vocab,
+            targets.as_slice::<i64>().expect("converted to i64"),
+        );
+    }
+    log_softmax(logits_blv.reshape([batch * len, vocab]), 1)
+        .gather(1, targets_bl.reshape([batch * len, 1]))
+        .neg()
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 losses")
 }
 
 impl Mamba2 {
@@ -195,6 +218,26 @@ mod tests {
             .map(|i| ((i * 7919 + seed * 31 + i * i) % vocab) as i64)
             .collect();
         Tensor::from_data(TensorData::new(v, [batch, len]), dev)
+    }
+
+    /// The host per-token losses equal log_softmax-and-gather, position by position.
+    #[test]
+    fn token_losses_match_log_softmax() {
+        let device = cpu();
+        let (batch, len, vocab) = (3, 7, 37);
+        let logits = crate::testing::random([batch, len, vocab], 9, &device) * 6.0;
+        let targets = ids(batch, len, vocab, 2, &device);
+        let host = token_losses(logits.clone(), targets.clone());
+        let reference: Vec<f32> = log_softmax(logits.reshape([batch * len, vocab]), 1)
+            .gather(1, targets.reshape([batch * len, 1]))
+            .neg()
+            .into_data()
+            .try_into_vec()
+            .expect("f32");
+        assert_eq!(host.len(), batch * len);
+        for (i, (h, r)) in host.iter().zip(&reference).enumerate() {
+            assert!((h - r).abs() < 1e-5, "position {i}: {h} vs {r}");
+        }
     }
 
     /// The hand-written head gives the loss and every parameter gradient of autodiff over

@@ -14,7 +14,7 @@ use std::time::Instant;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 use forgetlab_data::{HeldOut, TrainStream, heldout_stream};
-use forgetlab_model::loss::cross_entropy_sum;
+use forgetlab_model::loss::token_losses;
 use forgetlab_model::parallel::{LossAndGradients, summed_gradients};
 use forgetlab_model::{Mamba2, ModelState, ScanHooks};
 use forgetlab_runs::config::{Precision, RunConfig, StatePassing};
@@ -490,7 +490,10 @@ fn validation_loss(model: &Mamba2, sequences: &[u32], config: &RunConfig, device
             |start, logits| {
                 let len = logits.dims()[1];
                 let targets = ids.clone().narrow(1, start + 1, len);
-                sum += cross_entropy_sum(logits, targets).into_scalar::<f32>() as f64;
+                sum += token_losses(logits, targets)
+                    .iter()
+                    .map(|&l| l as f64)
+                    .sum::<f64>();
                 count += rows * len;
             },
         );
