@@ -55,6 +55,40 @@ pub struct BenchResult {
     pub seconds_per_step: f64,
     /// Peak resident memory of the process during this measurement, MiB (Linux only).
     pub peak_rss_mib: Option<f64>,
+    /// Model arithmetic per second ([`forward_macs_per_token`]: 6 FLOPs per multiply-add for
+    /// training, 2 for streaming), GFLOP/s.
+    pub model_gflops_per_s: f64,
+}
+
+/// Multiply-adds per token of one forward pass that any implementation must do: in_proj,
+/// out_proj and the LM head, and per head the causal half of a chunk's C·Bᵀ and mixing
+/// products plus the chunk state's write and read. The convolution, norms and elementwise
+/// work (under 1% of it at the reference sizes) are not counted.
+pub fn forward_macs_per_token(config: &Mamba2Config) -> f64 {
+    let c = config;
+    let (q, n, p) = (c.chunk_size, c.d_state, c.headdim);
+    let projections = c.d_model * c.d_in_proj() + c.d_inner() * c.d_model;
+    let scan = c.nheads() * (q * (n + p) / 2 + 2 * n * p);
+    (c.n_layer * (projections + scan) + c.d_model * c.padded_vocab_size()) as f64
+}
+
+/// The f32 matrix-product throughput of the CPU backend, GFLOP/s: the best of three products
+/// of 2048×2048 matrices, on all the threads the backend uses. The ceiling for
+/// [`BenchResult::model_gflops_per_s`].
+pub fn gemm_gflops() -> f64 {
+    let device = Device::flex();
+    let size = 2048;
+    let a = Tensor::<2>::ones([size, size], &device);
+    let b = Tensor::<2>::ones([size, size], &device);
+    let _ = a.clone().matmul(b.clone()).sum().into_scalar::<f32>();
+    let best = (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            let _ = a.clone().matmul(b.clone()).sum().into_scalar::<f32>();
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    2.0 * (size as f64).powi(3) / best / 1e9
 }
 
 fn tokens(batch: usize, len: usize, vocab: usize, seed: usize, device: &Device) -> Tensor<2, Int> {
@@ -140,6 +174,9 @@ pub fn bench_training(
         tokens_per_s: tokens as f64 / seconds,
         seconds_per_step: seconds,
         peak_rss_mib: peak_rss_mib(),
+        model_gflops_per_s: 6.0 * forward_macs_per_token(&bench.config) * tokens as f64
+            / seconds
+            / 1e9,
     }
 }
 
@@ -178,6 +215,9 @@ pub fn bench_streaming(bench: &BenchModel, total_len: usize, segment_len: usize)
         tokens_per_s: total_len as f64 / seconds,
         seconds_per_step: seconds * segment_len as f64 / total_len as f64,
         peak_rss_mib: peak_rss_mib(),
+        model_gflops_per_s: 2.0 * forward_macs_per_token(&bench.config) * total_len as f64
+            / seconds
+            / 1e9,
     }
 }
 

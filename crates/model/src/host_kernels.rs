@@ -44,6 +44,157 @@ macro_rules! widest {
 }
 pub(crate) use widest;
 
+/// A matrix view over a slice: element (r, c) is `data[r * row_stride + c * col_stride]`.
+#[derive(Clone, Copy)]
+pub(crate) struct View<'a> {
+    pub data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> View<'a> {
+    /// The leading `rows × cols` row-major matrix in `data`.
+    pub(crate) fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose, without moving data.
+    pub(crate) fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    fn in_bounds(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
+                < self.data.len()
+    }
+}
+
+/// Whether a product may use the thread pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Threads {
+    /// On the calling thread (the caller already runs in parallel).
+    One,
+    /// On all the pool's threads. gemm splits the output, never the sum, so the result does
+    /// not depend on the thread count.
+    All,
+}
+
+/// `dst = lhs · rhs`, or `dst = keep · dst + lhs · rhs` with `keep = Some(..)`; `dst` is the
+/// leading row-major `lhs.rows × rhs.cols` matrix of its slice. The gemm crate directly
+/// (what burn's CPU backend uses too, without its per-call output allocation and copies).
+pub(crate) fn matmul(dst: &mut [f32], lhs: View, rhs: View, keep: Option<f32>, threads: Threads) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert!(rhs.rows == k && lhs.in_bounds() && rhs.in_bounds() && dst.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the asserts above keep every element gemm reads or writes inside the slices;
+    // dst is borrowed mutably, so it overlaps neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            keep.is_some(),
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            keep.unwrap_or(0.0),
+            1.0,
+            false,
+            false,
+            false,
+            match threads {
+                Threads::One => gemm::Parallelism::None,
+                Threads::All => gemm::Parallelism::Rayon(rayon::current_num_threads()),
+            },
+        );
+    }
+}
+
+/// The LM head's summed cross-entropy and its gradients, on host memory: for rows `x`
+/// (`[rows, d]`), head weight `w` (`[vocab, d]`), optional bias and targets, block by block of
+/// `block_rows` rows, `logits = x wᵀ + b` into one reused buffer, turned in place into
+/// `g = scale (softmax - onehot)`, then `dx = g w` and `dw += gᵀ x`, `db += Σ_rows g`.
+/// Returns `(summed cross-entropy (unscaled), dx, dw, db)`.
+pub(crate) fn head_loss_and_grads(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    targets: &[i64],
+    scale: f32,
+    block_rows: usize,
+) -> (f64, Vec<f32>, Vec<f32>, Option<Vec<f32>>) {
+    let rows = targets.len();
+    let d = x.len() / rows.max(1);
+    let vocab = w.len() / d.max(1);
+    let block_rows = block_rows.clamp(1, rows.max(1));
+    let mut logits = vec![0.0f32; block_rows * vocab];
+    let mut dx = vec![0.0f32; rows * d];
+    let mut dw = vec![0.0f32; vocab * d];
+    let mut db = bias.map(|_| vec![0.0f32; vocab]);
+    let mut loss = 0.0f64;
+    for start in (0..rows).step_by(block_rows) {
+        let n = block_rows.min(rows - start);
+        let x_block = View::new(&x[start * d..], n, d);
+        let logits = &mut logits[..n * vocab];
+        matmul(
+            logits,
+            x_block,
+            View::new(w, vocab, d).t(),
+            None,
+            Threads::All,
+        );
+        if let Some(bias) = bias {
+            for row in logits.chunks_exact_mut(vocab) {
+                for (v, &b) in row.iter_mut().zip(bias) {
+                    *v += b;
+                }
+            }
+        }
+        loss += softmax_cross_entropy_in_place(logits, vocab, &targets[start..start + n], scale);
+        let g = View::new(logits, n, vocab);
+        matmul(
+            &mut dx[start * d..],
+            g,
+            View::new(w, vocab, d),
+            None,
+            Threads::All,
+        );
+        matmul(&mut dw, g.t(), x_block, Some(1.0), Threads::All);
+        if let Some(db) = db.as_mut() {
+            for row in logits.chunks_exact(vocab) {
+                for (d, &v) in db.iter_mut().zip(row) {
+                    *d += v;
+                }
+            }
+        }
+    }
+    (loss, dx, dw, db)
+}
+
 /// Turns each row of `logits` (`vocab` values per row, one row per target) into its gradient
 /// `scale * (softmax(row) - onehot(target))`, in place, and returns the summed cross-entropy
 /// `sum(logsumexp(row) - row[target])` (unscaled).
@@ -64,6 +215,18 @@ pub fn softmax_cross_entropy_in_place(
         vocab * targets.len(),
         "one row of logits per target"
     );
+    // Blocks of rows on all cores; their sums added in block order, so the same bits whatever
+    // the thread count.
+    const ROWS_PER_TASK: usize = 16;
+    let sums: Vec<f64> = logits
+        .par_chunks_mut(ROWS_PER_TASK * vocab.max(1))
+        .zip(targets.par_chunks(ROWS_PER_TASK))
+        .map(|(logits, targets)| rows_widest(logits, vocab, targets, scale))
+        .collect();
+    sums.iter().sum()
+}
+
+fn rows_widest(logits: &mut [f32], vocab: usize, targets: &[i64], scale: f32) -> f64 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {

@@ -22,7 +22,7 @@
 
 use rayon::prelude::*;
 
-use crate::host_kernels::{dot, exp, widest};
+use crate::host_kernels::{Threads, View, dot, exp, matmul, widest};
 
 /// Sizes of one scan call.
 #[derive(Debug, Clone, Copy)]
@@ -101,82 +101,6 @@ impl Unit {
     /// Offset of token `t`'s row for this head's group in a `[b, l, g, n]` tensor.
     fn group_row(&self, dims: &Dims, t: usize) -> usize {
         ((self.batch * dims.len + t) * dims.groups + self.group) * dims.d_state
-    }
-}
-
-/// A matrix view over a slice: element (r, c) is `data[r * row_stride + c * col_stride]`.
-#[derive(Clone, Copy)]
-struct View<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
-}
-
-impl<'a> View<'a> {
-    /// The leading `rows × cols` row-major matrix in `data`.
-    fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            row_stride: cols,
-            col_stride: 1,
-        }
-    }
-
-    fn t(self) -> Self {
-        Self {
-            rows: self.cols,
-            cols: self.rows,
-            row_stride: self.col_stride,
-            col_stride: self.row_stride,
-            ..self
-        }
-    }
-
-    fn in_bounds(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
-                < self.data.len()
-    }
-}
-
-/// `dst = lhs · rhs`, or `dst = keep · dst + lhs · rhs` with `keep = Some(..)`; `dst` is the
-/// leading row-major `lhs.rows × rhs.cols` matrix of its slice. Single-threaded: the units
-/// already run in parallel.
-fn matmul(dst: &mut [f32], lhs: View, rhs: View, keep: Option<f32>) {
-    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    assert!(rhs.rows == k && lhs.in_bounds() && rhs.in_bounds() && dst.len() >= m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: the asserts above keep every element gemm reads or writes inside the slices;
-    // dst is borrowed mutably, so it overlaps neither input.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            keep.is_some(),
-            lhs.data.as_ptr(),
-            lhs.col_stride as isize,
-            lhs.row_stride as isize,
-            rhs.data.as_ptr(),
-            rhs.col_stride as isize,
-            rhs.row_stride as isize,
-            keep.unwrap_or(0.0),
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
     }
 }
 
@@ -271,6 +195,7 @@ impl Chunk {
             View::new(&self.c, q, n),
             View::new(&self.b, q, n).t(),
             None,
+            Threads::One,
         );
         for i in 0..q {
             let cum_i = self.cum[i];
@@ -336,6 +261,7 @@ fn advance_state(
         View::new(&chunk.b, q, n).t(),
         View::new(weighted, q, p),
         Some(exp(chunk.cum[q - 1])),
+        Threads::One,
     );
 }
 
@@ -357,12 +283,12 @@ fn forward_unit_kernel(dims: &Dims, inputs: &Inputs, index: usize) -> UnitOutput
         let y = &mut y[t0 * p..][..q * p];
         // The carried state's read-out e^{cum_i} C_i Sᵀ, then the chunk's own tokens.
         let (xdt, _, c) = chunk.views(n, p);
-        matmul(y, c, View::new(&state, n, p), None);
+        matmul(y, c, View::new(&state, n, p), None, Threads::One);
         for (e, &cum) in carry.iter_mut().zip(&chunk.cum[..q]) {
             *e = exp(cum);
         }
         scale_rows(y, p, &carry);
-        matmul(y, View::new(&chunk.mix, q, q), xdt, Some(1.0));
+        matmul(y, View::new(&chunk.mix, q, q), xdt, Some(1.0), Threads::One);
         advance_state(&chunk, &mut state, &mut weights, &mut weighted, p, n);
     }
     UnitOutput { y, last: state }
@@ -473,6 +399,7 @@ fn backward_unit_kernel(dims: &Dims, inputs: &Inputs, grad: &[f32], index: usize
             View::new(bw, q, n),
             View::new(&d_state, n, p),
             None,
+            Threads::One,
         );
         for j in 0..q {
             d_cum[j] -= dot(&chunk.xdt[j * p..][..p], &d_xdt[j * p..][..p]);
@@ -485,13 +412,14 @@ fn backward_unit_kernel(dims: &Dims, inputs: &Inputs, grad: &[f32], index: usize
             View::new(xw, q, p),
             View::new(&d_state, n, p).t(),
             None,
+            Threads::One,
         );
 
         // The carried state's read-out.
         for (e, &cum) in carry.iter_mut().zip(&chunk.cum[..q]) {
             *e = exp(cum);
         }
-        matmul(&mut read, c, View::new(state_in, n, p), None);
+        matmul(&mut read, c, View::new(state_in, n, p), None, Threads::One);
         for i in 0..q {
             d_cum[i] += carry[i] * dot(&g.data[i * p..][..p], &read[i * p..][..p]);
         }
@@ -503,12 +431,25 @@ fn backward_unit_kernel(dims: &Dims, inputs: &Inputs, grad: &[f32], index: usize
             View::new(ge, q, p),
             View::new(state_in, n, p).t(),
             None,
+            Threads::One,
         );
-        matmul(&mut d_state_in, c.t(), View::new(ge, q, p), Some(1.0));
+        matmul(
+            &mut d_state_in,
+            c.t(),
+            View::new(ge, q, p),
+            Some(1.0),
+            Threads::One,
+        );
 
         // The chunk's own tokens.
-        matmul(&mut d_mix, g, xdt.t(), None);
-        matmul(&mut d_xdt, View::new(&chunk.mix, q, q).t(), g, Some(1.0));
+        matmul(&mut d_mix, g, xdt.t(), None, Threads::One);
+        matmul(
+            &mut d_xdt,
+            View::new(&chunk.mix, q, q).t(),
+            g,
+            Some(1.0),
+            Threads::One,
+        );
         let col_sums = &mut weights[..q];
         col_sums.fill(0.0);
         for i in 0..q {
@@ -530,8 +471,8 @@ fn backward_unit_kernel(dims: &Dims, inputs: &Inputs, grad: &[f32], index: usize
             *dc -= s;
         }
         let d_cb = View::new(&d_mix, q, q);
-        matmul(&mut d_c, d_cb, b, Some(1.0));
-        matmul(&mut d_b, d_cb.t(), c, Some(1.0));
+        matmul(&mut d_c, d_cb, b, Some(1.0), Threads::One);
+        matmul(&mut d_b, d_cb.t(), c, Some(1.0), Threads::One);
 
         // Into the unit's gradients.
         let mut suffix = 0.0f32;

@@ -75,6 +75,10 @@ pub fn token_losses(logits_blv: Tensor<3>, targets_bl: Tensor<2, Int>) -> Vec<f3
         .expect("f32 losses")
 }
 
+fn f32_slice(data: &TensorData) -> &[f32] {
+    data.as_slice::<f32>().expect("converted to f32")
+}
+
 impl Mamba2 {
     /// Training loss of a segment: runs the model on `inputs_bl` from `state` and returns
     /// `scale` times the summed next-token cross-entropy against `targets_bl` (same shape), as
@@ -127,6 +131,38 @@ impl Mamba2 {
         let [vocab, _] = weight_const.dims();
 
         let device = x_const.device();
+        let block = (block_elements / vocab).max(1).min(rows.max(1));
+        let f32_on_host = fused_on_host
+            && self.precision == precision::Precision::F32
+            && crate::host_ops::on_host(&x_const)
+            && crate::host_ops::on_host(&weight_const);
+        if f32_on_host {
+            // The whole head on host memory: gemm straight into one reused logits buffer.
+            let to_host = |t: Tensor<2>| t.into_data().convert::<f32>();
+            let (x_host, weight_host) = (to_host(x_const), to_host(weight_const));
+            let bias_host = bias_const.map(|b| b.into_data().convert::<f32>());
+            let targets_host = targets.into_data().convert::<i64>();
+            let (loss, grad_x, grad_weight, grad_bias) = host_kernels::head_loss_and_grads(
+                f32_slice(&x_host),
+                f32_slice(&weight_host),
+                bias_host.as_ref().map(f32_slice),
+                targets_host.as_slice::<i64>().expect("converted to i64"),
+                scale,
+                block,
+            );
+            let grad_x = Tensor::<2>::from_data(TensorData::new(grad_x, [rows, d]), &device);
+            let grad_weight =
+                Tensor::<2>::from_data(TensorData::new(grad_weight, [vocab, d]), &device);
+            let mut surrogate = (x * grad_x).sum() + (weight * grad_weight).sum();
+            if let (Some(b), Some(gb)) = (bias, grad_bias) {
+                surrogate = surrogate
+                    + (b * Tensor::<1>::from_data(TensorData::new(gb, [vocab]), &device)).sum();
+            }
+            return SegmentLoss {
+                surrogate,
+                value: Tensor::<1>::from_floats([(loss * scale as f64) as f32], &device),
+            };
+        }
         // On the CPU the softmax cross-entropy runs fused on host memory (host_kernels).
         let host_targets = (fused_on_host && crate::device::is_cpu(&device))
             .then(|| {
@@ -137,7 +173,6 @@ impl Mamba2 {
                     .try_into_vec::<i64>()
             })
             .and_then(Result::ok);
-        let block = (block_elements / vocab).max(1).min(rows.max(1));
         let mut loss_tensor = Tensor::<1>::zeros([1], &device);
         let mut loss_host = 0.0f64;
         let mut grad_x_blocks = Vec::with_capacity(rows.div_ceil(block));

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use forgetlab_model::bench::{
-    BenchResult, HeadGradient, bench_streaming, bench_training, reference_models,
+    BenchResult, HeadGradient, bench_streaming, bench_training, gemm_gflops, reference_models,
 };
 
 #[derive(clap::Args)]
@@ -118,7 +118,8 @@ pub fn run(args: Args) -> Result<()> {
                 tracing::info!("model {} streaming {stream_len} tokens", model.name);
                 results.push(bench_streaming(&model, stream_len, 4096));
             }
-            print_results(&results, json)
+            let gemm = gemm_gflops();
+            print_results(&results, gemm, json)
         }
     }
 }
@@ -234,17 +235,22 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-fn print_results(results: &[BenchResult], json: bool) -> Result<()> {
+/// The table (or JSON lines, the last one `{"gemm_gflops": ..}`), with each row's model
+/// arithmetic rate as a share of the measured matrix-product ceiling `gemm`.
+fn print_results(results: &[BenchResult], gemm: f64, json: bool) -> Result<()> {
     if json {
         for r in results {
             println!("{}", serde_json::to_string(r)?);
         }
+        println!("{}", serde_json::json!({ "gemm_gflops": gemm }));
         return Ok(());
     }
-    println!("model  mode                 seq_len  tokens/step  tokens/s   s/step  peak RSS MiB");
+    println!(
+        "model  mode                 seq_len  tokens/step  tokens/s   s/step  peak RSS MiB  GFLOP/s  of GEMM"
+    );
     for r in results {
         println!(
-            "{:<6} {:<19} {:>8} {:>12} {:>9.0} {:>8.3} {:>13}",
+            "{:<6} {:<19} {:>8} {:>12} {:>9.0} {:>8.3} {:>13} {:>8.1} {:>7.0}%",
             r.model,
             r.mode,
             r.seq_len,
@@ -253,9 +259,16 @@ fn print_results(results: &[BenchResult], json: bool) -> Result<()> {
             r.seconds_per_step,
             r.peak_rss_mib
                 .map(|m| format!("{m:.0}"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            r.model_gflops_per_s,
+            100.0 * r.model_gflops_per_s / gemm
         );
     }
+    println!(
+        "(GFLOP/s: the model's necessary arithmetic per second (matrix products and the causal \
+         chunked scan); of GEMM: as a share of this machine's f32 2048² matrix product, \
+         {gemm:.0} GFLOP/s, the ceiling for any implementation)"
+    );
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         println!(
             "(peak RSS is the process's high-water mark so far: the allocator keeps freed \
