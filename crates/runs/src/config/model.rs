@@ -31,7 +31,8 @@ pub struct ModelConfig {
     /// Depthwise causal convolution width.
     #[serde(default = "defaults::d_conv")]
     pub d_conv: usize,
-    /// Block length Q of the chunked SSD algorithm (does not change the function computed).
+    /// Block length Q of the chunked SSD algorithm (does not change the function computed; the
+    /// CPU kernel caps it at 64, its fastest, so larger values only matter on GPUs).
     #[serde(default = "defaults::chunk_size")]
     pub chunk_size: usize,
     /// Tokenizer vocabulary size (before padding).
