@@ -1,8 +1,9 @@
-//! forgetlab's own burn ops, for the CPU backend: the chunked scan ([`crate::host_scan`]) and
-//! SiLU, each with a hand-written backward.
+//! forgetlab's own burn ops, for the CPU backend, each with a hand-written backward: the chunked
+//! scan ([`crate::host_scan`]), the causal conv with its SiLU and the gated RMSNorm
+//! ([`crate::host_layer`]), and SiLU.
 //!
 //! burn's CPU backend runs each tensor op as its own pass over memory and computes `exp` with
-//! scalar libm calls; the SSD as tensor ops and the two SiLUs of every layer were most of a
+//! scalar libm calls; as tensor ops, the SSD and the elementwise work around it were most of a
 //! training step's non-GEMM time. These ops run on host memory with vectorised kernels instead.
 //! They reach burn through a backend extension ([`HostOps`]): Flex runs the kernels, and its
 //! autodiff wrapper records one graph node per call whose backward calls the matching kernel.

@@ -100,31 +100,51 @@ pub struct Mixer {
 
 /// The pieces of in_proj's output for a segment.
 struct Projected {
-    all_blx: Tensor<3>,
     z_bli: Tensor<3>,
-    xbc_blc: Tensor<3>,
+    /// x, B and C before the convolution.
+    xbc: [Tensor<3>; 3],
     dt_blh: Tensor<3>,
 }
 
+impl Projected {
+    /// The whole in_proj output z | x | B | C | dt, for traces.
+    fn all(&self) -> Tensor<3> {
+        let [x, b, c] = self.xbc.clone();
+        Tensor::cat(vec![self.z_bli.clone(), x, b, c, self.dt_blh.clone()], 2)
+    }
+}
+
 impl Mixer {
+    /// in_proj as one product per piece (z, x, B, C, dt): slicing one product's output
+    /// instead costs the backward a zero-filled buffer of the whole output per piece.
     fn project(&self, u_bld: Tensor<3>) -> Projected {
         let c = &self.config;
-        let d_inner = c.d_inner();
-        let all_blx = precision::linear(&self.in_proj, u_bld, self.precision);
-        let mut parts = all_blx
-            .clone()
-            .split_with_sizes(vec![d_inner, c.conv_dim(), c.nheads()], 2)
-            .into_iter();
-        let (Some(z_bli), Some(xbc_blc), Some(dt_blh)) = (parts.next(), parts.next(), parts.next())
-        else {
-            unreachable!("split_with_sizes returns one tensor per size")
+        let mut start = 0;
+        let mut columns = |size| {
+            let piece = precision::linear_columns(
+                &self.in_proj,
+                u_bld.clone(),
+                start,
+                size,
+                self.precision,
+            );
+            start += size;
+            piece
         };
+        let z_bli = columns(c.d_inner());
+        let [x_width, b_width, c_width] = self.xbc_widths();
+        let xbc = [columns(x_width), columns(b_width), columns(c_width)];
         Projected {
-            all_blx,
             z_bli,
-            xbc_blc,
-            dt_blh,
+            xbc,
+            dt_blh: columns(c.nheads()),
         }
+    }
+
+    /// Channels of x, B and C in the convolution's input.
+    fn xbc_widths(&self) -> [usize; 3] {
+        let c = &self.config;
+        [c.d_inner(), c.ngroups * c.d_state, c.ngroups * c.d_state]
     }
 
     /// Δ = softplus(dt + dt_bias), clamped to dt_limit, scaled by any intervention; and
@@ -147,22 +167,15 @@ impl Mixer {
         (dt, log_alpha)
     }
 
-    /// Splits the activated xBC ([b, l, conv_dim]) into x [b, l, heads, headdim] and
-    /// B, C [b, l, groups, d_state].
-    fn split_xbc(
+    /// Shapes the activated x ([b, l, d_inner]) into [b, l, heads, headdim] and B, C into
+    /// [b, l, groups, d_state], applying any scaling of B.
+    fn shape_xbc(
         &self,
-        xbc_blc: Tensor<3>,
+        [x, b, cc]: [Tensor<3>; 3],
         hooks: &ScanHooks,
     ) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
         let c = &self.config;
-        let [batch, len, _] = xbc_blc.dims();
-        let bc_width = c.ngroups * c.d_state;
-        let mut parts = xbc_blc
-            .split_with_sizes(vec![c.d_inner(), bc_width, bc_width], 2)
-            .into_iter();
-        let (Some(x), Some(b), Some(cc)) = (parts.next(), parts.next(), parts.next()) else {
-            unreachable!("split_with_sizes returns one tensor per size")
-        };
+        let [batch, len, _] = x.dims();
         let x_blhp = x.reshape([batch, len, c.nheads(), c.headdim]);
         let mut b_blgn = b.reshape([batch, len, c.ngroups, c.d_state]);
         if let Some(lambda) = hooks.rri_b {
@@ -193,59 +206,32 @@ impl Mixer {
             * self.norm_weight.val().reshape([1, 1, d_inner])
     }
 
-    /// Causal depthwise convolution over `cache ++ xbc`, returning the activated outputs and
-    /// the new cache.
-    fn conv(&self, xbc_blc: Tensor<3>, cache_bkc: Tensor<3>) -> (Tensor<3>, Tensor<3>) {
+    /// Causal depthwise convolution over `cache ++ xbc`, piece by piece (it is depthwise),
+    /// returning the activated x, B and C and the new cache.
+    fn conv(&self, xbc: [Tensor<3>; 3], cache_bkc: Tensor<3>) -> ([Tensor<3>; 3], Tensor<3>) {
         let weight_ck = self.conv_weight.val();
         let bias_c = self.conv_bias.as_ref().map(|b| b.val());
-        let on_cpu = on_host(&xbc_blc)
-            && on_host(&cache_bkc)
-            && on_host(&weight_ck)
-            && bias_c.as_ref().is_none_or(on_host);
-        if !on_cpu {
-            return self.conv_ops(xbc_blc, cache_bkc);
-        }
-        let [_, len, _] = xbc_blc.dims();
-        let context = self.config.d_conv - 1;
-        // The last `context` rows of `cache ++ xbc`.
-        let new_cache = if len >= context {
-            xbc_blc.clone().narrow(1, len - context, context)
-        } else {
-            Tensor::cat(
-                vec![
-                    cache_bkc.clone().narrow(1, len, context - len),
-                    xbc_blc.clone(),
-                ],
-                1,
-            )
-        };
-        let out = host_ops::conv_silu(xbc_blc, cache_bkc, weight_ck, bias_c);
-        (out, new_cache)
-    }
-
-    /// [`Mixer::conv`] in tensor ops, for every backend.
-    fn conv_ops(&self, xbc_blc: Tensor<3>, cache_bkc: Tensor<3>) -> (Tensor<3>, Tensor<3>) {
-        let c = &self.config;
-        let [_, len, channels] = xbc_blc.dims();
-        let context = c.d_conv - 1;
-        let padded_btc = Tensor::cat(vec![cache_bkc, xbc_blc], 1);
-        let new_cache = padded_btc.clone().narrow(1, len, context);
-        let weight_ck = self.conv_weight.val();
-        let mut out = padded_btc
-            .clone()
-            .narrow(1, 0, len)
-            .mul(weight_ck.clone().narrow(1, 0, 1).reshape([1, 1, channels]));
-        for k in 1..c.d_conv {
-            out = out
-                + padded_btc
-                    .clone()
-                    .narrow(1, k, len)
-                    .mul(weight_ck.clone().narrow(1, k, 1).reshape([1, 1, channels]));
-        }
-        if let Some(bias) = &self.conv_bias {
-            out = out + bias.val().reshape([1, 1, channels]);
-        }
-        (silu(out), new_cache)
+        let mut start = 0;
+        let mut caches = Vec::with_capacity(3);
+        let outputs = xbc
+            .into_iter()
+            .zip(self.xbc_widths())
+            .map(|(piece, width)| {
+                let (out, cache) = conv_silu(
+                    piece,
+                    cache_bkc.clone().narrow(2, start, width),
+                    weight_ck.clone().narrow(0, start, width),
+                    bias_c.clone().map(|b| b.narrow(0, start, width)),
+                );
+                start += width;
+                caches.push(cache);
+                out
+            });
+        let outputs: Vec<Tensor<3>> = outputs.collect();
+        let outputs: [Tensor<3>; 3] = outputs
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("three pieces"));
+        (outputs, Tensor::cat(caches, 2))
     }
 
     /// Processes a segment `u_bld` ([batch, length, d_model]) from `state` (chunked SSD).
@@ -259,8 +245,9 @@ impl Mixer {
         let c = &self.config;
         let [batch, len, _] = u_bld.dims();
         let projected = self.project(u_bld);
-        let (xbc_blc, conv_bkc) = self.conv(projected.xbc_blc, state.conv_bkc);
-        let (x_blhp, b_blgn, c_blgn) = self.split_xbc(xbc_blc, hooks);
+        let in_proj_bld = trace.is_some().then(|| projected.all());
+        let (xbc, conv_bkc) = self.conv(projected.xbc, state.conv_bkc);
+        let (x_blhp, b_blgn, c_blgn) = self.shape_xbc(xbc, hooks);
         let (dt_blh, log_alpha_blh) = self.discretize(projected.dt_blh, hooks);
         let inputs = ScanInputs {
             x_blhp: x_blhp.clone(),
@@ -279,9 +266,9 @@ impl Mixer {
         let y_bli = y_blhp.reshape([batch, len, c.d_inner()]);
         let normed_bli = self.gated_norm(y_bli.clone(), projected.z_bli.clone());
         let out_bld = precision::linear(&self.out_proj, normed_bli.clone(), self.precision);
-        if let Some(trace) = trace {
+        if let (Some(trace), Some(in_proj_bld)) = (trace, in_proj_bld) {
             trace.push(LayerTrace {
-                in_proj_bld: projected.all_blx,
+                in_proj_bld,
                 log_alpha_blh,
                 scan_y_bli: y_bli,
                 gate_z_bli: projected.z_bli,
@@ -332,8 +319,8 @@ impl Mixer {
         let c = &self.config;
         let [batch, _] = u_bd.dims();
         let projected = self.project(u_bd.unsqueeze_dim::<3>(1));
-        let (xbc_b1c, conv_bkc) = self.conv(projected.xbc_blc, state.conv_bkc);
-        let (x_b1hp, b_b1gn, c_b1gn) = self.split_xbc(xbc_b1c, hooks);
+        let (xbc, conv_bkc) = self.conv(projected.xbc, state.conv_bkc);
+        let (x_b1hp, b_b1gn, c_b1gn) = self.shape_xbc(xbc, hooks);
         let (dt_b1h, log_alpha_b1h) = self.discretize(projected.dt_blh, hooks);
         let (y_bhp, ssm_bhpn) = scan_step(
             x_b1hp.clone().squeeze_dim(1),
@@ -373,6 +360,69 @@ impl Mixer {
     }
 }
 
+/// `silu(conv(cache ++ x) + bias)` of a depthwise causal convolution (x `[b, l, c]`, cache
+/// `[b, k - 1, c]`, weight `[c, k]`) and the new cache, the last `k - 1` rows of `cache ++ x`:
+/// the host kernel on the CPU, else [`conv_silu_ops`].
+fn conv_silu(
+    x_blc: Tensor<3>,
+    cache_bkc: Tensor<3>,
+    weight_ck: Tensor<2>,
+    bias_c: Option<Tensor<1>>,
+) -> (Tensor<3>, Tensor<3>) {
+    let on_cpu = on_host(&x_blc)
+        && on_host(&cache_bkc)
+        && on_host(&weight_ck)
+        && bias_c.as_ref().is_none_or(on_host);
+    if !on_cpu {
+        return conv_silu_ops(x_blc, cache_bkc, weight_ck, bias_c);
+    }
+    let [_, len, _] = x_blc.dims();
+    let context = cache_bkc.dims()[1];
+    let new_cache = if len >= context {
+        x_blc.clone().narrow(1, len - context, context)
+    } else {
+        Tensor::cat(
+            vec![
+                cache_bkc.clone().narrow(1, len, context - len),
+                x_blc.clone(),
+            ],
+            1,
+        )
+    };
+    (
+        host_ops::conv_silu(x_blc, cache_bkc, weight_ck, bias_c),
+        new_cache,
+    )
+}
+
+/// [`conv_silu`] in tensor ops, for every backend.
+fn conv_silu_ops(
+    x_blc: Tensor<3>,
+    cache_bkc: Tensor<3>,
+    weight_ck: Tensor<2>,
+    bias_c: Option<Tensor<1>>,
+) -> (Tensor<3>, Tensor<3>) {
+    let [_, len, channels] = x_blc.dims();
+    let [_, width] = weight_ck.dims();
+    let context = width - 1;
+    let padded_btc = Tensor::cat(vec![cache_bkc, x_blc], 1);
+    let new_cache = padded_btc.clone().narrow(1, len, context);
+    let tap = |k: usize| {
+        padded_btc
+            .clone()
+            .narrow(1, k, len)
+            .mul(weight_ck.clone().narrow(1, k, 1).reshape([1, 1, channels]))
+    };
+    let mut out = tap(0);
+    for k in 1..width {
+        out = out + tap(k);
+    }
+    if let Some(bias) = bias_c {
+        out = out + bias.reshape([1, 1, channels]);
+    }
+    (silu(out), new_cache)
+}
+
 /// x / sqrt(mean(x², last dim) + eps).
 pub fn rms_normalize<const D: usize>(x: Tensor<D>, eps: f64) -> Tensor<D> {
     let rstd = (x.clone().square().mean_dim(D - 1) + eps).sqrt().recip();
@@ -397,29 +447,35 @@ mod tests {
         tensor.grad(grads).expect("tracked")
     }
 
-    /// The host convolution (with its cache, for segments shorter and longer than the cache)
-    /// and its gradients of input, cache, weight and bias match the tensor ops.
+    /// The host convolution (with its cache, for segments shorter and longer than the cache,
+    /// with and without a bias) and its gradients of input, cache, weight and bias match the
+    /// tensor ops.
     #[test]
     fn host_conv_matches_the_tensor_ops() {
         let device = Device::flex().autodiff();
-        let mixer = mixer(&device);
-        let (channels, context) = (mixer.config.conv_dim(), mixer.config.d_conv - 1);
-        assert!(mixer.conv_bias.is_some());
-        for len in [1, 2, 9, 70] {
+        let (channels, width) = (24, 4);
+        let weight = random([channels, width], 8, &device).require_grad();
+        let bias = random([channels], 9, &device).require_grad();
+        for (len, with_bias) in [(1, true), (2, true), (9, false), (70, true)] {
             let x = random([2, len, channels], 1, &device).require_grad();
-            let cache = random([2, context, channels], 2, &device).require_grad();
+            let cache = random([2, width - 1, channels], 2, &device).require_grad();
             let out_weight = random([2, len, channels], 3, &device);
-            let cache_weight = random([2, context, channels], 4, &device);
+            let cache_weight = random([2, width - 1, channels], 4, &device);
             let run = |host: bool| {
+                let args = (
+                    x.clone(),
+                    cache.clone(),
+                    weight.clone(),
+                    with_bias.then(|| bias.clone()),
+                );
                 let (out, new_cache) = if host {
-                    mixer.conv(x.clone(), cache.clone())
+                    conv_silu(args.0, args.1, args.2, args.3)
                 } else {
-                    mixer.conv_ops(x.clone(), cache.clone())
+                    conv_silu_ops(args.0, args.1, args.2, args.3)
                 };
                 let loss = (out.clone() * out_weight.clone()).sum()
                     + (new_cache.clone() * cache_weight.clone()).sum();
                 let grads = loss.backward();
-                let bias = mixer.conv_bias.as_ref().expect("bias").val();
                 (
                     [
                         out.inner(),
@@ -427,8 +483,8 @@ mod tests {
                         grad(&x, &grads),
                         grad(&cache, &grads),
                     ],
-                    grad(&mixer.conv_weight.val(), &grads),
-                    grad(&bias, &grads),
+                    grad(&weight, &grads),
+                    bias.grad(&grads),
                 )
             };
             let (host, host_weight, host_bias) = run(true);
@@ -440,7 +496,10 @@ mod tests {
                 assert_close(h, o, 1e-5, &format!("{name}, length {len}"));
             }
             assert_close(&host_weight, &ops_weight, 1e-4, "d weight");
-            assert_close(&host_bias, &ops_bias, 1e-4, "d bias");
+            assert_eq!(host_bias.is_some(), with_bias);
+            if let (Some(h), Some(o)) = (host_bias, ops_bias) {
+                assert_close(&h, &o, 1e-4, "d bias");
+            }
         }
     }
 

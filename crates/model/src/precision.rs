@@ -32,6 +32,34 @@ pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>, precision: Precision
     }
 }
 
+/// Output columns `start..start + size` of `layer` alone: `x W[:, cols] + b[cols]`, with the
+/// product in `precision`.
+pub fn linear_columns<const D: usize>(
+    layer: &Linear,
+    x: Tensor<D>,
+    start: usize,
+    size: usize,
+    precision: Precision,
+) -> Tensor<D> {
+    let weight = layer.weight.val().narrow(1, start, size);
+    let bias = layer.bias.as_ref().map(|b| b.val().narrow(0, start, size));
+    match precision {
+        Precision::F32 => burn::tensor::module::linear(x, weight, bias),
+        Precision::Bf16 => {
+            let y = burn::tensor::module::linear(
+                x.cast(FloatDType::BF16),
+                weight.cast(FloatDType::BF16),
+                None,
+            )
+            .cast(FloatDType::F32);
+            match bias {
+                Some(bias) => y + bias.unsqueeze(),
+                None => y,
+            }
+        }
+    }
+}
+
 /// `a · b` (2-d) with the operands in `precision` and an f32 result. Operands already in
 /// `precision` (see [`operand`]) are used as they are.
 pub fn matmul(a: Tensor<2>, b: Tensor<2>, precision: Precision) -> Tensor<2> {
