@@ -62,11 +62,13 @@ pub struct BenchResult {
 
 /// Multiply-adds per token of one forward pass that any implementation must do: in_proj,
 /// out_proj and the LM head, and per head the causal half of a chunk's C·Bᵀ and mixing
-/// products plus the chunk state's write and read. The convolution, norms and elementwise
-/// work (under 1% of it at the reference sizes) are not counted.
+/// products plus the chunk state's write and read, at the chunk length the CPU kernel runs.
+/// The convolution, norms and elementwise work (under 1% of it at the reference sizes) are not
+/// counted.
 pub fn forward_macs_per_token(config: &Mamba2Config) -> f64 {
     let c = config;
-    let (q, n, p) = (c.chunk_size, c.d_state, c.headdim);
+    let q = c.chunk_size.min(crate::host_scan::MAX_CHUNK);
+    let (n, p) = (c.d_state, c.headdim);
     let projections = c.d_model * c.d_in_proj() + c.d_inner() * c.d_model;
     let scan = c.nheads() * (q * (n + p) / 2 + 2 * n * p);
     (c.n_layer * (projections + scan) + c.d_model * c.padded_vocab_size()) as f64

@@ -29,7 +29,7 @@ use crate::host_kernels::{Threads, View, dot, exp, matmul, widest};
 /// of 32 to 64 tokens were fastest for both reference models, 128 slower, 256 twice as slow.
 /// A configured `chunk_size` above this runs as chunks of this length here (GPU backends use
 /// it as given).
-const MAX_CHUNK: usize = 64;
+pub(crate) const MAX_CHUNK: usize = 64;
 
 /// Sizes of one scan call.
 #[derive(Debug, Clone, Copy)]
