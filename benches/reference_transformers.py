@@ -5,6 +5,7 @@ the same configurations A and B, sequence lengths and tokens per step.
 
 Setup (PyPI only):  python3 -m venv /tmp/refenv && /tmp/refenv/bin/pip install torch transformers
 Run:                /tmp/refenv/bin/python benches/reference_transformers.py [--threads 2] [--steps 3]
+                    [--chunk 64]   (256 is transformers' and mamba_ssm's default chunk size)
 """
 import argparse
 import json
