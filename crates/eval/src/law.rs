@@ -308,6 +308,7 @@ pub fn fit_linear(
             b_ci: interval(&mut sb, b, options.confidence),
             with_origin,
             band,
+            confidence: options.confidence,
         },
         used,
     ))

@@ -25,6 +25,16 @@ fn linear_text(fit: &LinearFit) -> String {
 }
 
 /// x positions from 0 to `x_max`.
+/// A confidence level as a percentage: 0.95 → "95%", 0.975 → "97.5%".
+fn percent(level: f64) -> String {
+    let pct = level * 100.0;
+    if (pct - pct.round()).abs() < 1e-9 {
+        format!("{pct:.0}%")
+    } else {
+        format!("{pct:.1}%")
+    }
+}
+
 fn grid(x_max: f64) -> impl Iterator<Item = f64> {
     (0..=CURVE_SAMPLES).map(move |i| x_max * i as f64 / CURVE_SAMPLES as f64)
 }
@@ -103,8 +113,9 @@ pub fn law_chart(law: &LawReport) -> String {
         let band: Vec<(f64, f64, f64)> =
             fit.band.iter().copied().filter(|p| p.0 <= x_end).collect();
         if band.len() >= 2 {
+            let label = format!("{} bootstrap band", percent(fit.confidence));
             plot.layers
-                .push(Layer::band(band, fit_color, 0.14).labeled("95% bootstrap band"));
+                .push(Layer::band(band, fit_color, 0.14).labeled(label));
         }
     }
     let mut subtitle = Vec::new();
@@ -292,6 +303,7 @@ mod tests {
                         (x, 3.6 * x - 0.5, 4.4 * x + 0.5)
                     })
                     .collect(),
+                confidence: 0.95,
             }),
             linear_with_origin: None,
             recall_points: vec![RecallPoint {
@@ -331,6 +343,13 @@ mod tests {
             assert!(svg.contains(needle), "missing {needle:?}");
         }
         assert!(svg.contains("<polygon"), "band not drawn");
+        let mut at_90 = law();
+        if let Some(fit) = at_90.linear.as_mut() {
+            fit.confidence = 0.9;
+        }
+        let svg_90 = law_chart(&at_90);
+        assert!(svg_90.contains("90% bootstrap band") && !svg_90.contains("95% bootstrap"));
+        assert_eq!(percent(0.975), "97.5%");
         let recall = recall_law_chart(&law());
         assert!(recall.contains("fit: 4 (1.3^N_S − 1) − 0.5"));
         assert!(recall.contains("paper: 4.756 (1.365^N_S − 1) − 0.742"));

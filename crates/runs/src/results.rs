@@ -193,16 +193,24 @@ pub struct LinearFit {
     pub b: f64,
     pub r2: f64,
     pub n: usize,
-    /// 95% bootstrap confidence intervals.
+    /// Bootstrap confidence intervals at [`LinearFit::confidence`].
     pub a_ci: (f64, f64),
     pub b_ci: (f64, f64),
     /// Whether the (0, 0) point was included.
     pub with_origin: bool,
-    /// Pointwise 95% bootstrap band of the line: (x, low, high), the percentiles of the
-    /// resampled lines' values at each x, from 0 to 1.25 times the largest x fitted. Empty in
-    /// law files written before it existed.
+    /// Pointwise bootstrap band of the line at [`LinearFit::confidence`]: (x, low, high), the
+    /// percentiles of the resampled lines' values at each x, from 0 to 1.25 times the largest x
+    /// fitted. Empty in law files written before it existed.
     #[serde(default)]
     pub band: Vec<(f64, f64, f64)>,
+    /// Confidence level of the intervals and the band (`[fit] confidence`); 0.95 in law files
+    /// written before it was recorded, the only level they could have used.
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
+}
+
+fn default_confidence() -> f64 {
+    0.95
 }
 
 /// An exponential fit y = c (k^x - 1) + d.
@@ -266,3 +274,19 @@ pub struct LawReport {
 pub const PAPER_FORGET_LINE: (f64, f64) = (5.172, -4.469);
 /// The paper's T_recall law (c, k, d): T = c (k^{N_S} - 1) + d.
 pub const PAPER_RECALL_LAW: (f64, f64, f64) = (4.756, 1.365, -0.742);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A linear fit from a law file written before the band and the confidence level were
+    /// recorded still reads: no band, and the 0.95 those files always used.
+    #[test]
+    fn old_linear_fits_read_with_defaults() {
+        let old = r#"{"a": 5.0, "b": -4.0, "r2": 0.9, "n": 3, "a_ci": [4.0, 6.0],
+                      "b_ci": [-5.0, -3.0], "with_origin": false}"#;
+        let fit: LinearFit = serde_json::from_str(old).expect("old law files still read");
+        assert!(fit.band.is_empty());
+        assert_eq!(fit.confidence, 0.95);
+    }
+}

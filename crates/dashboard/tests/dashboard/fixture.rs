@@ -398,6 +398,7 @@ fn law() -> LawReport {
                     (x, 0.8 * a * x + b - 0.05, 1.2 * a * x + b + 0.05)
                 })
                 .collect(),
+            confidence: 0.95,
         }),
         linear_with_origin: None,
         recall_points: vec![
