@@ -58,6 +58,22 @@ impl ConvDims {
         }
     }
 
+    /// `buf` (`[batch, len, channels]`) cut into one slice of rows per task.
+    fn task_rows<'b>(
+        &self,
+        buf: &'b mut [f32],
+        tasks: &[(usize, usize, usize)],
+    ) -> Vec<&'b mut [f32]> {
+        let mut slices = Vec::with_capacity(tasks.len());
+        let mut rest = buf;
+        for &(_, _, rows) in tasks {
+            let (head, tail) = rest.split_at_mut(rows * self.channels);
+            slices.push(head);
+            rest = tail;
+        }
+        slices
+    }
+
     /// Task boundaries: `(batch, first row, rows)`, never crossing a sequence.
     fn tasks(&self) -> Vec<(usize, usize, usize)> {
         (0..self.batch)
@@ -130,15 +146,7 @@ pub(crate) fn forward(dims: &ConvDims, inputs: &ConvInputs) -> Vec<f32> {
     let taps = taps(dims, inputs.weight);
     let mut out = vec![0.0f32; dims.batch * dims.len * c];
     let tasks = dims.tasks();
-    // Tasks split each sequence into row blocks; carve `out` the same way.
-    let mut slices = Vec::with_capacity(tasks.len());
-    let mut rest = out.as_mut_slice();
-    for &(_, _, rows) in &tasks {
-        let (head, tail) = rest.split_at_mut(rows * c);
-        slices.push(head);
-        rest = tail;
-    }
-    slices
+    dims.task_rows(&mut out, &tasks)
         .into_par_iter()
         .zip(tasks.par_iter())
         .for_each(|(slice, &(b, t0, _))| forward_rows(dims, inputs, &taps, b, t0, slice));
@@ -214,14 +222,8 @@ pub(crate) fn backward(dims: &ConvDims, inputs: &ConvInputs, grad: &[f32]) -> Co
 
     // Pass 1: pre-activation gradients, and per-task partial tap and bias gradients.
     let mut d_pre = vec![0.0f32; dims.batch * dims.len * c];
-    let mut slices = Vec::with_capacity(tasks.len());
-    let mut rest = d_pre.as_mut_slice();
-    for &(_, _, rows) in &tasks {
-        let (head, tail) = rest.split_at_mut(rows * c);
-        slices.push(head);
-        rest = tail;
-    }
-    let partials: Vec<Vec<f32>> = slices
+    let partials: Vec<Vec<f32>> = dims
+        .task_rows(&mut d_pre, &tasks)
         .into_par_iter()
         .zip(tasks.par_iter())
         .map(|(slice, &(b, t0, _))| {
@@ -230,13 +232,7 @@ pub(crate) fn backward(dims: &ConvDims, inputs: &ConvInputs, grad: &[f32]) -> Co
             d_taps
         })
         .collect();
-    // Summed in task order: the same bits whatever the thread count.
-    let mut d_taps = vec![0.0f32; (k + 1) * c];
-    for partial in &partials {
-        for (d, &p) in d_taps.iter_mut().zip(partial) {
-            *d += p;
-        }
-    }
+    let d_taps = sum_in_order(&partials, (k + 1) * c);
     let mut weight = vec![0.0f32; c * k];
     for ci in 0..c {
         for ki in 0..k {
@@ -268,6 +264,18 @@ pub(crate) fn backward(dims: &ConvDims, inputs: &ConvInputs, grad: &[f32]) -> Co
         weight,
         bias,
     }
+}
+
+/// The element-wise sum of per-task partial sums (each `len` long), added in task order: the
+/// same bits whatever the thread count.
+fn sum_in_order(partials: &[Vec<f32>], len: usize) -> Vec<f32> {
+    let mut total = vec![0.0f32; len];
+    for partial in partials {
+        for (t, &p) in total.iter_mut().zip(partial) {
+            *t += p;
+        }
+    }
+    total
 }
 
 /// Sizes of one gated RMSNorm: rows of `width` channels, normalised in `groups` equal groups
@@ -399,13 +407,7 @@ pub(crate) fn norm_backward(
             d_weight
         })
         .collect();
-    // Summed in block order: the same bits whatever the thread count.
-    let mut d_weight = vec![0.0f32; dims.width];
-    for partial in &partials {
-        for (d, &p) in d_weight.iter_mut().zip(partial) {
-            *d += p;
-        }
-    }
+    let d_weight = sum_in_order(&partials, dims.width);
     NormGrads {
         y: d_y,
         z: d_z,

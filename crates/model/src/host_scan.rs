@@ -111,6 +111,21 @@ impl Unit {
     }
 }
 
+/// Row `i` of the row-major matrix `src` (rows of `width`) times `scales[i]`, into the same
+/// rows of `dst`.
+#[inline(always)]
+fn scaled_rows(dst: &mut [f32], src: &[f32], width: usize, scales: &[f32]) {
+    for ((dst, src), &s) in dst
+        .chunks_exact_mut(width)
+        .zip(src.chunks_exact(width))
+        .zip(scales)
+    {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = v * s;
+        }
+    }
+}
+
 /// Multiplies row `i` of the row-major `rows × width` matrix in `matrix` by `scales[i]`.
 #[inline(always)]
 fn scale_rows(matrix: &mut [f32], width: usize, scales: &[f32]) {
@@ -261,8 +276,7 @@ fn advance_state(
 ) {
     let q = chunk.q;
     chunk.to_end(weights);
-    weighted[..q * p].copy_from_slice(&chunk.xdt[..q * p]);
-    scale_rows(&mut weighted[..q * p], p, weights);
+    scaled_rows(weighted, &chunk.xdt[..q * p], p, weights);
     matmul(
         state,
         View::new(&chunk.b, q, n).t(),
@@ -399,8 +413,7 @@ fn backward_unit_kernel(dims: &Dims, inputs: &Inputs, grad: &[f32], index: usize
         d_cum[q - 1] += dot(&d_state, state_out);
         chunk.to_end(&mut weights);
         let bw = &mut scaled[..q * n];
-        bw.copy_from_slice(&chunk.b[..q * n]);
-        scale_rows(bw, n, &weights);
+        scaled_rows(bw, &chunk.b[..q * n], n, &weights);
         matmul(
             &mut d_xdt,
             View::new(bw, q, n),
@@ -412,8 +425,7 @@ fn backward_unit_kernel(dims: &Dims, inputs: &Inputs, grad: &[f32], index: usize
             d_cum[j] -= dot(&chunk.xdt[j * p..][..p], &d_xdt[j * p..][..p]);
         }
         let xw = &mut weighted[..q * p];
-        xw.copy_from_slice(&chunk.xdt[..q * p]);
-        scale_rows(xw, p, &weights);
+        scaled_rows(xw, &chunk.xdt[..q * p], p, &weights);
         matmul(
             &mut d_b,
             View::new(xw, q, p),
@@ -431,8 +443,7 @@ fn backward_unit_kernel(dims: &Dims, inputs: &Inputs, grad: &[f32], index: usize
             d_cum[i] += carry[i] * dot(&g.data[i * p..][..p], &read[i * p..][..p]);
         }
         let ge = &mut scaled[..q * p];
-        ge.copy_from_slice(&g.data[..q * p]);
-        scale_rows(ge, p, &carry);
+        scaled_rows(ge, &g.data[..q * p], p, &carry);
         matmul(
             &mut d_c,
             View::new(ge, q, p),
