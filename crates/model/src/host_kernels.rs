@@ -66,6 +66,33 @@ impl<'a> View<'a> {
         }
     }
 
+    /// A `rows × cols` matrix with element (r, c) at `data[r * row_stride + c * col_stride]`.
+    pub(crate) fn strided(
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
+    }
+
+    /// Number of rows.
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns.
+    pub(crate) fn cols(&self) -> usize {
+        self.cols
+    }
+
     /// The transpose, without moving data.
     pub(crate) fn t(self) -> Self {
         Self {
@@ -99,19 +126,47 @@ pub(crate) enum Threads {
 /// leading row-major `lhs.rows × rhs.cols` matrix of its slice. The gemm crate directly
 /// (what burn's CPU backend uses too, without its per-call output allocation and copies).
 pub(crate) fn matmul(dst: &mut [f32], lhs: View, rhs: View, keep: Option<f32>, threads: Threads) {
+    assert!(dst.len() >= lhs.rows * rhs.cols);
+    // SAFETY: dst holds the whole output and is borrowed mutably, so it overlaps no input.
+    unsafe { gemm_into(dst.as_mut_ptr(), lhs, rhs, keep, threads) }
+}
+
+/// `lhs · rhs` as a new row-major matrix. The output is written once, never zero-filled first
+/// (burn's CPU backend zero-fills every product's output, then copies it into an aligned
+/// buffer: two extra passes over memory per product).
+pub(crate) fn product(lhs: View, rhs: View, threads: Threads) -> Vec<f32> {
+    let len = lhs.rows * rhs.cols;
+    if lhs.cols == 0 {
+        return vec![0.0; len];
+    }
+    let mut out = Vec::with_capacity(len);
+    // SAFETY: the buffer has room for the `len` outputs; with `keep = None` gemm only writes
+    // them (every one of them, as the inner dimension is not empty) and never reads them, so
+    // all `len` values are initialised when the length is set.
+    unsafe {
+        gemm_into(out.as_mut_ptr(), lhs, rhs, None, threads);
+        out.set_len(len);
+    }
+    out
+}
+
+/// # Safety
+/// `dst` must be valid for writes of `lhs.rows × rhs.cols` values (and for reads of them when
+/// `keep` is set) and overlap neither input.
+unsafe fn gemm_into(dst: *mut f32, lhs: View, rhs: View, keep: Option<f32>, threads: Threads) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    assert!(rhs.rows == k && lhs.in_bounds() && rhs.in_bounds() && dst.len() >= m * n);
+    assert!(rhs.rows == k && lhs.in_bounds() && rhs.in_bounds());
     if m == 0 || n == 0 {
         return;
     }
-    // SAFETY: the asserts above keep every element gemm reads or writes inside the slices;
-    // dst is borrowed mutably, so it overlaps neither input.
+    // SAFETY: the assert keeps every input element gemm reads inside its slice; the caller
+    // vouches for dst.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             n as isize,
             keep.is_some(),

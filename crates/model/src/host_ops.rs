@@ -22,7 +22,7 @@ use burn_autodiff::{
 };
 use burn_flex::FlexTensor;
 
-use crate::host_kernels;
+use crate::host_kernels::{self, Threads, View};
 use crate::host_layer::{self, ConvDims, ConvInputs, NormDims};
 use crate::host_scan::{self, Dims, Inputs};
 use crate::ssd::ScanInputs;
@@ -88,6 +88,20 @@ pub fn gated_norm(
         groups,
         eps as f32,
     ))
+}
+
+/// `x · weight` for x `[.., k]` and weight `[k, n]`, which may be a strided view such as a
+/// column range of a larger weight. Call only when both are [`on_host`].
+pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
+    let mut dims = x.dims();
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let x_rows = x.reshape([rows, dims[D - 1]]);
+    let y = Tensor::<2>::from_dispatch(<burn::backend::Dispatch as HostOps>::host_linear(
+        x_rows.into_dispatch(),
+        weight.clone().into_dispatch(),
+    ));
+    dims[D - 1] = weight.dims()[1];
+    y.reshape(dims)
 }
 
 /// The chunked scan of a segment from `initial_bhpn` on host memory ([`crate::host_scan`]);
@@ -157,6 +171,16 @@ pub trait HostOps: Backend {
         FloatTensor<Self>,
         FloatTensor<Self>,
     );
+
+    /// `x · weight` for x `[rows, k]` and weight `[k, n]` (any non-negative strides).
+    fn host_linear(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Gradients of x and weight given the gradient of `host_linear`.
+    fn host_linear_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
     /// `x · sigmoid(x)`, elementwise.
     fn host_silu(x: FloatTensor<Self>) -> FloatTensor<Self>;
@@ -278,6 +302,28 @@ impl HostOps for Flex {
         .try_into()
         .unwrap_or_else(|_| unreachable!("six gradients"));
         (dx, ddt, dla, db, dc, dinit)
+    }
+
+    fn host_linear(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
+        let (x, weight) = (contiguous(x), forward_strides(weight));
+        let (x_view, w_view) = (matrix(&x), matrix(&weight));
+        let y = host_kernels::product(x_view, w_view, Threads::All);
+        FlexTensor::from_data(TensorData::new(y, [x_view.rows(), w_view.cols()]))
+    }
+
+    fn host_linear_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor) {
+        let (x, weight, grad) = (contiguous(x), forward_strides(weight), contiguous(grad));
+        let (x_view, w_view, g_view) = (matrix(&x), matrix(&weight), matrix(&grad));
+        let dx = host_kernels::product(g_view, w_view.t(), Threads::All);
+        let dw = host_kernels::product(x_view.t(), g_view, Threads::All);
+        (
+            FlexTensor::from_data(TensorData::new(dx, [x_view.rows(), x_view.cols()])),
+            FlexTensor::from_data(TensorData::new(dw, [w_view.rows(), w_view.cols()])),
+        )
     }
 
     fn host_silu(x: FlexTensor) -> FlexTensor {
@@ -488,6 +534,60 @@ impl<B: Backend + HostOps, C: CheckpointStrategy> HostOps for Autodiff<B, C> {
         )
     }
 
+    fn host_linear(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        /// The graph node of one product; its state is the two factors.
+        #[derive(Debug)]
+        struct LinearBackward;
+
+        impl<B: Backend + HostOps> Backward<B, 2> for LinearBackward {
+            type State = [B::FloatTensorPrimitive; 2];
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let [x, weight] = ops.state;
+                let grad = grads.consume::<B>(&ops.node);
+                let (dx, dweight) = B::host_linear_backward(x, weight, grad);
+                for (parent, grad) in ops.parents.into_iter().zip([dx, dweight]) {
+                    if let Some(node) = parent {
+                        grads.register::<B>(node.id, grad);
+                    }
+                }
+            }
+        }
+
+        let tensors = [x, weight];
+        let nodes = tensors.each_ref().map(|t| t.node());
+        let inner = tensors.map(|t| t.into_primitive());
+        let [x, weight] = inner.clone();
+        let output = B::host_linear(x, weight);
+        match LinearBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(inner, output),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
+    }
+
+    /// Not differentiable itself: runs on the inner tensors, untracked.
+    fn host_linear_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (dx, dweight) = B::host_linear_backward(
+            x.into_primitive(),
+            weight.into_primitive(),
+            grad.into_primitive(),
+        );
+        (Self::from_inner(dx), Self::from_inner(dweight))
+    }
+
     fn host_silu(x: FloatTensor<Self>) -> FloatTensor<Self> {
         /// The graph node of one SiLU; its state is the input.
         #[derive(Debug)]
@@ -679,6 +779,35 @@ fn f32_slice(tensor: &FlexTensor) -> &[f32] {
         .unwrap_or_else(|| panic!("host scan: expected f32, got {:?}", tensor.dtype()))
 }
 
+/// `tensor`, copied to a contiguous layout only if a stride is negative (a flipped view).
+fn forward_strides(tensor: FlexTensor) -> FlexTensor {
+    if tensor.layout().strides().iter().all(|&s| s >= 0) {
+        tensor
+    } else {
+        tensor.to_contiguous()
+    }
+}
+
+/// A 2-d f32 tensor with non-negative strides as a matrix view, without copying: strided views
+/// (such as a column range of a weight) are read in place.
+fn matrix(tensor: &FlexTensor) -> View<'_> {
+    let layout = tensor.layout();
+    let shape = layout.shape();
+    assert_eq!(
+        shape.num_dims(),
+        2,
+        "host linear: expected a matrix, got {shape:?}"
+    );
+    let (rows, cols) = (shape[0], shape[1]);
+    let strides = layout.strides();
+    let (row_stride, col_stride) = (
+        usize::try_from(strides[0]).expect("strides made non-negative first"),
+        usize::try_from(strides[1]).expect("strides made non-negative first"),
+    );
+    let data = &tensor.storage::<f32>()[layout.start_offset()..];
+    View::strided(data, rows, cols, row_stride, col_stride)
+}
+
 fn flat(values: Vec<f32>) -> FlexTensor {
     let len = values.len();
     FlexTensor::from_data(TensorData::new(values, [len]))
@@ -688,6 +817,42 @@ fn flat(values: Vec<f32>) -> FlexTensor {
 mod tests {
     use super::*;
     use burn::tensor::Distribution;
+
+    /// The host product and both its gradients match burn's linear, for a 3-d input and for a
+    /// weight that is a column range of a larger one (a strided view, as in_proj's pieces are).
+    #[test]
+    fn host_linear_matches_burn_value_and_gradients() {
+        let device = Device::flex().autodiff();
+        let x = Tensor::<3>::random([3, 37, 29], Distribution::Normal(0.0, 1.0), &device);
+        let full = Tensor::<2>::random([29, 50], Distribution::Normal(0.0, 1.0), &device);
+        for (start, size) in [(0, 50), (7, 13), (37, 13)] {
+            let probe = Tensor::<3>::random([3, 37, size], Distribution::Normal(0.0, 1.0), &device);
+            let run = |host: bool| {
+                let x = x.clone().detach().require_grad();
+                let full = full.clone().detach().require_grad();
+                let weight = full.clone().narrow(1, start, size);
+                let y = if host {
+                    linear(x.clone(), weight)
+                } else {
+                    burn::tensor::module::linear(x.clone(), weight, None)
+                };
+                let grads = (y.clone() * probe.clone()).sum().backward();
+                (
+                    y.inner(),
+                    x.grad(&grads).expect("x tracked"),
+                    full.grad(&grads).expect("weight tracked"),
+                )
+            };
+            let ((y_host, dx_host, dw_host), (y_ref, dx_ref, dw_ref)) = (run(true), run(false));
+            let y_diff = (y_host - y_ref).abs().max().into_scalar::<f32>();
+            let dx_diff = (dx_host - dx_ref).abs().max().into_scalar::<f32>();
+            let dw_diff = (dw_host - dw_ref).abs().max().into_scalar::<f32>();
+            assert!(
+                y_diff < 1e-4 && dx_diff < 1e-4 && dw_diff < 1e-4,
+                "columns {start}..+{size}: output {y_diff}, dx {dx_diff}, dweight {dw_diff}"
+            );
+        }
+    }
 
     /// The host SiLU and its gradient match burn's, over ordinary and saturating inputs.
     #[test]
