@@ -84,6 +84,13 @@ tail EXP RUN:
 bench *ARGS:
     {{forgetlab}} bench {{ARGS}}
 
+# forgetlab against transformers' pure-PyTorch Mamba-2, in alternating rounds (`--chunk 64`,
+# `--rounds 5`); makes a venv with torch and transformers in ~/.cache/forgetlab/refenv once.
+bench-reference *ARGS:
+    test -x ~/.cache/forgetlab/refenv/bin/python || (python3 -m venv ~/.cache/forgetlab/refenv && ~/.cache/forgetlab/refenv/bin/pip install --quiet torch transformers)
+    cargo build --release -p forgetlab-cli
+    ~/.cache/forgetlab/refenv/bin/python benches/side_by_side.py --forgetlab "${CARGO_TARGET_DIR:-target}/release/forgetlab" {{ARGS}}
+
 # Every test, as CI runs it (installs what it needs, fetches the corpus, lints, GPU compile checks).
 test:
     tests/run-all

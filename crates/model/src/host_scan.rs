@@ -221,14 +221,17 @@ impl Chunk {
         );
         for i in 0..q {
             let cum_i = self.cum[i];
-            let decay = &mut self.decay[i * q..][..q];
-            for (j, (d, &cj)) in decay.iter_mut().zip(&self.cum[..q]).enumerate() {
-                let e = exp(cum_i - cj);
-                *d = if j <= i { e } else { 0.0 };
+            // Causal: only j ≤ i decays; the upper triangle is zero.
+            let (past, future) = self.decay[i * q..][..q].split_at_mut(i + 1);
+            for (d, &cj) in past.iter_mut().zip(&self.cum[..=i]) {
+                *d = exp(cum_i - cj);
             }
-            for (m, &d) in self.mix[i * q..][..q].iter_mut().zip(decay.iter()) {
+            future.fill(0.0);
+            let (mix_past, mix_future) = self.mix[i * q..][..q].split_at_mut(i + 1);
+            for (m, &d) in mix_past.iter_mut().zip(past.iter()) {
                 *m *= d;
             }
+            mix_future.fill(0.0);
         }
     }
 
