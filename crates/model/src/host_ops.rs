@@ -297,7 +297,7 @@ impl HostOps for Flex {
         ]
         .into_iter()
         .zip(shapes)
-        .map(|(values, shape)| FlexTensor::from_data(TensorData::new(values, shape)))
+        .map(|(values, shape)| host_tensor(values, shape))
         .collect::<Vec<_>>()
         .try_into()
         .unwrap_or_else(|_| unreachable!("six gradients"));
@@ -308,7 +308,7 @@ impl HostOps for Flex {
         let (x, weight) = (contiguous(x), forward_strides(weight));
         let (x_view, w_view) = (matrix(&x), matrix(&weight));
         let y = host_kernels::product(x_view, w_view, Threads::All);
-        FlexTensor::from_data(TensorData::new(y, [x_view.rows(), w_view.cols()]))
+        host_tensor(y, [x_view.rows(), w_view.cols()])
     }
 
     fn host_linear_backward(
@@ -321,8 +321,8 @@ impl HostOps for Flex {
         let dx = host_kernels::product(g_view, w_view.t(), Threads::All);
         let dw = host_kernels::product(x_view.t(), g_view, Threads::All);
         (
-            FlexTensor::from_data(TensorData::new(dx, [x_view.rows(), x_view.cols()])),
-            FlexTensor::from_data(TensorData::new(dw, [w_view.rows(), w_view.cols()])),
+            host_tensor(dx, [x_view.rows(), x_view.cols()]),
+            host_tensor(dw, [w_view.rows(), w_view.cols()]),
         )
     }
 
@@ -330,14 +330,14 @@ impl HostOps for Flex {
         let shape = x.shape();
         let x = contiguous(x);
         let y = host_kernels::silu(f32_slice(&x));
-        FlexTensor::from_data(TensorData::new(y, shape))
+        host_tensor(y, shape)
     }
 
     fn host_silu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
         let shape = x.shape();
         let (x, grad) = (contiguous(x), contiguous(grad));
         let dx = host_kernels::silu_backward(f32_slice(&x), f32_slice(&grad));
-        FlexTensor::from_data(TensorData::new(dx, shape))
+        host_tensor(dx, shape)
     }
 
     fn host_conv_silu(
@@ -356,7 +356,7 @@ impl HostOps for Flex {
             weight,
             bias,
         };
-        FlexTensor::from_data(TensorData::new(host_layer::forward(&dims, &inputs), shape))
+        host_tensor(host_layer::forward(&dims, &inputs), shape)
     }
 
     fn host_conv_silu_backward(
@@ -379,10 +379,10 @@ impl HostOps for Flex {
         let grads = host_layer::backward(&dims, &inputs, grad);
         let [dx, dcache, dweight, dbias] = shapes;
         (
-            FlexTensor::from_data(TensorData::new(grads.x, dx)),
-            FlexTensor::from_data(TensorData::new(grads.cache, dcache)),
-            FlexTensor::from_data(TensorData::new(grads.weight, dweight)),
-            FlexTensor::from_data(TensorData::new(grads.bias, dbias)),
+            host_tensor(grads.x, dx),
+            host_tensor(grads.cache, dcache),
+            host_tensor(grads.weight, dweight),
+            host_tensor(grads.bias, dbias),
         )
     }
 
@@ -398,7 +398,7 @@ impl HostOps for Flex {
         let host = [y, z, weight].map(contiguous);
         let [y, z, weight] = host.each_ref().map(f32_slice);
         let out = host_layer::norm_forward(&dims, y, z, weight);
-        FlexTensor::from_data(TensorData::new(out, shape))
+        host_tensor(out, shape)
     }
 
     fn host_gated_norm_backward(
@@ -416,9 +416,9 @@ impl HostOps for Flex {
         let grads = host_layer::norm_backward(&dims, y, z, weight, grad);
         let [dy, dz, dweight] = shapes;
         (
-            FlexTensor::from_data(TensorData::new(grads.y, dy)),
-            FlexTensor::from_data(TensorData::new(grads.z, dz)),
-            FlexTensor::from_data(TensorData::new(grads.weight, dweight)),
+            host_tensor(grads.y, dy),
+            host_tensor(grads.z, dz),
+            host_tensor(grads.weight, dweight),
         )
     }
 }
@@ -810,7 +810,12 @@ fn matrix(tensor: &FlexTensor) -> View<'_> {
 
 fn flat(values: Vec<f32>) -> FlexTensor {
     let len = values.len();
-    FlexTensor::from_data(TensorData::new(values, [len]))
+    host_tensor(values, [len])
+}
+
+/// A kernel's output as a tensor, taking ownership of the buffer (no copy).
+fn host_tensor(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
 }
 
 #[cfg(test)]
