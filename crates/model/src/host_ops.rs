@@ -15,7 +15,7 @@ use burn::backend::{
 use burn::prelude::*;
 use burn::tensor::{DType, TensorData};
 use burn_autodiff::{
-    Autodiff,
+    Autodiff, NodeId,
     checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
     grads::Gradients,
     ops::{Backward, Ops, OpsKind},
@@ -96,11 +96,11 @@ pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
     let mut dims = x.dims();
     let rows = dims[..D - 1].iter().product::<usize>();
     let x_rows = x.reshape([rows, dims[D - 1]]);
+    dims[D - 1] = weight.dims()[1];
     let y = Tensor::<2>::from_dispatch(<burn::backend::Dispatch as HostOps>::host_linear(
         x_rows.into_dispatch(),
-        weight.clone().into_dispatch(),
+        weight.into_dispatch(),
     ));
-    dims[D - 1] = weight.dims()[1];
     y.reshape(dims)
 }
 
@@ -423,6 +423,20 @@ impl HostOps for Flex {
     }
 }
 
+/// Hands each tracked parent of an autodiff node its gradient: `parents` are the parents'
+/// ids (`None` where a parent is not tracked), in the order of `input_grads`.
+fn register_parents<B: Backend, const N: usize>(
+    grads: &mut Gradients,
+    parents: [Option<NodeId>; N],
+    input_grads: [B::FloatTensorPrimitive; N],
+) {
+    for (parent, grad) in parents.into_iter().zip(input_grads) {
+        if let Some(id) = parent {
+            grads.register::<B>(id, grad);
+        }
+    }
+}
+
 fn conv_dims(x: &FlexTensor, weight: &FlexTensor) -> ConvDims {
     let (xs, ws) = (x.shape(), weight.shape());
     ConvDims {
@@ -467,11 +481,11 @@ impl<B: Backend + HostOps, C: CheckpointStrategy> HostOps for Autodiff<B, C> {
                 let grad = grads.consume::<B>(&ops.node);
                 let (dx, ddt, dla, db, dc, dinit) =
                     B::host_scan_backward(x, dt, log_alpha, b, c, initial, grad, chunk_size);
-                for (parent, grad) in ops.parents.into_iter().zip([dx, ddt, dla, db, dc, dinit]) {
-                    if let Some(node) = parent {
-                        grads.register::<B>(node.id, grad);
-                    }
-                }
+                register_parents::<B, _>(
+                    grads,
+                    ops.parents.map(|parent| parent.map(|node| node.id)),
+                    [dx, ddt, dla, db, dc, dinit],
+                );
             }
         }
 
@@ -551,11 +565,11 @@ impl<B: Backend + HostOps, C: CheckpointStrategy> HostOps for Autodiff<B, C> {
                 let [x, weight] = ops.state;
                 let grad = grads.consume::<B>(&ops.node);
                 let (dx, dweight) = B::host_linear_backward(x, weight, grad);
-                for (parent, grad) in ops.parents.into_iter().zip([dx, dweight]) {
-                    if let Some(node) = parent {
-                        grads.register::<B>(node.id, grad);
-                    }
-                }
+                register_parents::<B, _>(
+                    grads,
+                    ops.parents.map(|parent| parent.map(|node| node.id)),
+                    [dx, dweight],
+                );
             }
         }
 
@@ -603,10 +617,12 @@ impl<B: Backend + HostOps, C: CheckpointStrategy> HostOps for Autodiff<B, C> {
                 _checkpointer: &mut Checkpointer,
             ) {
                 let grad = grads.consume::<B>(&ops.node);
-                let [parent] = ops.parents;
-                if let Some(node) = parent {
-                    grads.register::<B>(node.id, B::host_silu_backward(ops.state, grad));
-                }
+                let dx = B::host_silu_backward(ops.state, grad);
+                register_parents::<B, _>(
+                    grads,
+                    ops.parents.map(|parent| parent.map(|node| node.id)),
+                    [dx],
+                );
             }
         }
 
@@ -650,11 +666,11 @@ impl<B: Backend + HostOps, C: CheckpointStrategy> HostOps for Autodiff<B, C> {
                 let grad = grads.consume::<B>(&ops.node);
                 let (dx, dcache, dweight, dbias) =
                     B::host_conv_silu_backward(x, cache, weight, bias, grad);
-                for (parent, grad) in ops.parents.into_iter().zip([dx, dcache, dweight, dbias]) {
-                    if let Some(node) = parent {
-                        grads.register::<B>(node.id, grad);
-                    }
-                }
+                register_parents::<B, _>(
+                    grads,
+                    ops.parents.map(|parent| parent.map(|node| node.id)),
+                    [dx, dcache, dweight, dbias],
+                );
             }
         }
 
@@ -721,11 +737,11 @@ impl<B: Backend + HostOps, C: CheckpointStrategy> HostOps for Autodiff<B, C> {
                 let grad = grads.consume::<B>(&ops.node);
                 let (dy, dz, dweight) =
                     B::host_gated_norm_backward(y, z, weight, grad, groups, eps);
-                for (parent, grad) in ops.parents.into_iter().zip([dy, dz, dweight]) {
-                    if let Some(node) = parent {
-                        grads.register::<B>(node.id, grad);
-                    }
-                }
+                register_parents::<B, _>(
+                    grads,
+                    ops.parents.map(|parent| parent.map(|node| node.id)),
+                    [dy, dz, dweight],
+                );
             }
         }
 

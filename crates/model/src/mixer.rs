@@ -212,26 +212,20 @@ impl Mixer {
         let weight_ck = self.conv_weight.val();
         let bias_c = self.conv_bias.as_ref().map(|b| b.val());
         let mut start = 0;
-        let mut caches = Vec::with_capacity(3);
-        let outputs = xbc
-            .into_iter()
-            .zip(self.xbc_widths())
-            .map(|(piece, width)| {
-                let (out, cache) = conv_silu(
-                    piece,
-                    cache_bkc.clone().narrow(2, start, width),
-                    weight_ck.clone().narrow(0, start, width),
-                    bias_c.clone().map(|b| b.narrow(0, start, width)),
-                );
-                start += width;
-                caches.push(cache);
-                out
-            });
-        let outputs: Vec<Tensor<3>> = outputs.collect();
-        let outputs: [Tensor<3>; 3] = outputs
-            .try_into()
-            .unwrap_or_else(|_| unreachable!("three pieces"));
-        (outputs, Tensor::cat(caches, 2))
+        let mut conv = |piece, width| {
+            let out_and_cache = conv_silu(
+                piece,
+                cache_bkc.clone().narrow(2, start, width),
+                weight_ck.clone().narrow(0, start, width),
+                bias_c.clone().map(|b| b.narrow(0, start, width)),
+            );
+            start += width;
+            out_and_cache
+        };
+        let ([x, b, c], [x_width, b_width, c_width]) = (xbc, self.xbc_widths());
+        let ((x, x_cache), (b, b_cache), (c, c_cache)) =
+            (conv(x, x_width), conv(b, b_width), conv(c, c_width));
+        ([x, b, c], Tensor::cat(vec![x_cache, b_cache, c_cache], 2))
     }
 
     /// Processes a segment `u_bld` ([batch, length, d_model]) from `state` (chunked SSD).
