@@ -6,6 +6,7 @@ mod common;
 use std::path::Path;
 
 use common::{corpus, run_ok, tiny_run_config, write};
+use forgetlab_model::StateNormClip;
 use forgetlab_runs::RunDir;
 use forgetlab_runs::results::{Diagnostics, ForgetVerdict, PasskeySummary, PerPositionReport};
 
@@ -110,12 +111,13 @@ fn untrained_and_briefly_trained_runs_evaluate_end_to_end() {
     let window: PerPositionReport = read(&trained.per_position("sliding_window-16"));
     assert_eq!(window.mitigation.sliding_window, Some(16));
     run_ok(&["eval", "per-position", run, "--state-norm-clip", "1.0"]);
-    let thresholds: Vec<Vec<f32>> = read(
+    let thresholds: StateNormClip = read(
         &trained
             .eval()
             .join("state_norm_thresholds-state_norm_clip-1.json"),
     );
-    assert_eq!(thresholds.len(), 2);
+    assert_eq!(thresholds.limits.len(), 2);
+    assert_eq!(thresholds.every, 128);
     run_ok(&[
         "eval",
         "passkey",

@@ -4,7 +4,10 @@
 //! `sample_every` tokens.
 //!
 //! The prompt is streamed in segments of `sample_every` tokens; after each segment the state is
-//! read and the segment's log-decays (recorded by the traced forward) are folded in.
+//! read and the segment's log-decays (recorded by the traced forward) are folded in. State-norm
+//! clipping, when active, happens inside the model at its own token cadence (the one it was
+//! calibrated at), not at the sampling points, so the diagnostics see the states that the
+//! per-position and passkey evaluations see.
 
 use burn::prelude::*;
 use forgetlab_model::{Mamba2, ModelState, ScanHooks};
@@ -67,10 +70,6 @@ pub fn diagnose(
         let take = sample_every.min(tokens.len() - start);
         let (_, next, trace) =
             model.forward_traced(ids.clone().narrow(1, start, take), state, hooks);
-        let next = match &hooks.state_norm_max {
-            Some(limits) => next.clip_norms(limits),
-            None => next,
-        };
         for (layer, layer_trace) in trace.layers.iter().enumerate() {
             let la: Tensor<2> = layer_trace.log_alpha_blh.clone().squeeze_dim(0);
             let la_sum = to_vec(la.clone().sum_dim(0).reshape([heads]));

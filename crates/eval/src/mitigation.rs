@@ -2,44 +2,50 @@
 //!
 //! RRI, Δ scaling and the sliding window map directly onto the model's scan hooks. State-norm
 //! clipping needs per-head thresholds: they are calibrated here as a multiple of the norm each
-//! head's state reaches after T_train tokens of held-out text, the regime the model was trained
-//! in (the official code computes such thresholds but then inverts the scale; we shrink).
+//! head's state reaches within T_train tokens of held-out text, the regime the model was
+//! trained in (the official code computes such thresholds but then inverts the scale; we
+//! shrink). The norms are read at the same token cadence at which the model later clips, so a
+//! threshold bounds exactly the states it was measured on, and the cadence is stored with them.
 
 use burn::prelude::*;
-use forgetlab_model::{Mamba2, ScanHooks};
+use forgetlab_model::{Mamba2, ScanHooks, StateNormClip};
 use forgetlab_runs::config::Mitigation;
 
+/// Default tokens between two state-norm clips (and between calibration readings).
+pub const STATE_NORM_EVERY: usize = 128;
+
 /// Scan hooks for `mitigation`. `calibration` (token ids, at least T_train long) is used only
-/// for state-norm clipping; the returned thresholds are `[layer][head]`.
+/// for state-norm clipping, at cadence `every`; the clipping (thresholds and cadence) is also
+/// returned for the record.
 pub fn hooks_for(
     model: &Mamba2,
     mitigation: &Mitigation,
     calibration: &[u32],
-    segment_len: usize,
-) -> (ScanHooks, Option<Vec<Vec<f32>>>) {
-    let mut hooks = ScanHooks {
+    every: usize,
+) -> (ScanHooks, Option<StateNormClip>) {
+    let clip = mitigation
+        .state_norm_clip
+        .map(|multiplier| calibrate_state_norms(model, calibration, every, multiplier));
+    let hooks = ScanHooks {
         rri_alpha: mitigation.rri_alpha,
         rri_b: mitigation.rri_b,
         dt_scale: mitigation.dt_scale,
         sliding_window: mitigation.sliding_window,
-        state_norm_max: None,
+        state_norm_clip: clip.clone(),
     };
-    let thresholds = mitigation.state_norm_clip.map(|multiplier| {
-        let thresholds = calibrate_state_norms(model, calibration, segment_len, multiplier);
-        hooks.state_norm_max = Some(thresholds.clone());
-        thresholds
-    });
-    (hooks, thresholds)
+    (hooks, clip)
 }
 
-/// Per-head state-norm thresholds: `multiplier` times the largest norm each head reaches at
-/// segment ends while reading `tokens` without intervention.
+/// Per-head state-norm clipping at cadence `every`: `multiplier` times the largest norm each
+/// head reaches at the cadence's multiples (and at the end) while reading `tokens` without
+/// intervention.
 pub fn calibrate_state_norms(
     model: &Mamba2,
     tokens: &[u32],
-    segment_len: usize,
+    every: usize,
     multiplier: f64,
-) -> Vec<Vec<f32>> {
+) -> StateNormClip {
+    let every = every.max(1);
     let device = model.device();
     let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
     let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, tokens.len()]), &device);
@@ -48,7 +54,7 @@ pub fn calibrate_state_norms(
     let mut state = None;
     let mut start = 0;
     while start < tokens.len() {
-        let take = segment_len.min(tokens.len() - start);
+        let take = every.min(tokens.len() - start);
         let (_, next) = model.forward(
             ids.clone().narrow(1, start, take),
             state,
@@ -62,7 +68,58 @@ pub fn calibrate_state_norms(
         state = Some(next);
         start += take;
     }
-    max.into_iter()
+    let limits = max
+        .into_iter()
         .map(|row| row.into_iter().map(|n| n * multiplier as f32).collect())
-        .collect()
+        .collect();
+    StateNormClip { limits, every }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use forgetlab_model::Mamba2Config;
+
+    #[test]
+    fn calibration_reads_norms_at_the_cadence_and_records_it() {
+        let mut config = Mamba2Config::new(32, 2, 64);
+        config.d_state = 8;
+        config.headdim = 16;
+        config.chunk_size = 8;
+        let device = Device::flex();
+        let model = Mamba2::init(&config, 3, &device).unwrap();
+        let tokens: Vec<u32> = (0..50u32).map(|i| (i * 37 + 5) % 64).collect();
+        let clip = calibrate_state_norms(&model, &tokens, 16, 2.0);
+        assert_eq!(clip.every, 16);
+        // Reference: norms after 16, 32, 48 and 50 tokens, read from whole-prefix forwards.
+        let heads = config.nheads();
+        let mut want = vec![vec![0f32; heads]; config.n_layer];
+        for end in [16, 32, 48, 50] {
+            let ids: Vec<i64> = tokens[..end].iter().map(|&t| t as i64).collect();
+            let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, end]), &device);
+            let (_, state) = model.forward(ids, None, &ScanHooks::default());
+            for (layer, norms) in state.ssm_norms().iter().enumerate() {
+                for (h, n) in norms.iter().enumerate() {
+                    want[layer][h] = want[layer][h].max(2.0 * n);
+                }
+            }
+        }
+        for (got, want) in clip.limits.iter().flatten().zip(want.iter().flatten()) {
+            assert!(
+                (got - want).abs() <= 1e-4 * want.max(1.0),
+                "{got} vs {want}"
+            );
+        }
+        let (hooks, recorded) = hooks_for(
+            &model,
+            &Mitigation {
+                state_norm_clip: Some(2.0),
+                ..Mitigation::default()
+            },
+            &tokens,
+            16,
+        );
+        assert_eq!(hooks.state_norm_clip, recorded);
+        assert_eq!(recorded.map(|c| c.every), Some(16));
+    }
 }

@@ -35,7 +35,7 @@ pub use error::ModelError;
 pub use forgetlab_runs::config::{ModelConfig as Mamba2Config, StateSize};
 pub use loss::SegmentLoss;
 pub use mixer::{LayerState, LayerTrace};
-pub use model::{Mamba2, ModelState, ModelTrace, ScanHooks};
+pub use model::{Mamba2, ModelState, ModelTrace, ScanHooks, StateNormClip};
 pub use weights::Weights;
 
 use burn::prelude::Device;

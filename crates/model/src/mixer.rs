@@ -39,6 +39,19 @@ impl LayerState {
         }
     }
 
+    /// Shrinks each head's SSM state to at most `limits[head]` (Frobenius norm).
+    pub fn clip_norm(mut self, limits: &[f32]) -> Self {
+        let [batch, heads, _, _] = self.ssm_bhpn.dims();
+        assert_eq!(limits.len(), heads, "one state-norm limit per head");
+        let device = self.ssm_bhpn.device();
+        let limit = Tensor::<1>::from_data(TensorData::new(limits.to_vec(), [heads]), &device)
+            .reshape([1, heads, 1, 1]);
+        let norm = self.ssm_bhpn.clone().square().sum_dim(3).sum_dim(2).sqrt();
+        let scale = (limit.expand([batch, heads, 1, 1]) / norm).clamp_max(1.0);
+        self.ssm_bhpn = self.ssm_bhpn * scale;
+        self
+    }
+
     /// Cuts the autodiff graph at this state (truncated BPTT).
     pub fn detach(self) -> Self {
         Self {
@@ -71,6 +84,23 @@ pub struct LayerTrace {
     pub gated_norm_bli: Tensor<3>,
     /// Mixer output: [batch, length, d_model].
     pub out_bld: Tensor<3>,
+}
+
+impl LayerTrace {
+    /// One trace for consecutive pieces of a segment (each field concatenated over time).
+    pub fn concat(pieces: Vec<LayerTrace>) -> LayerTrace {
+        let field = |get: fn(&LayerTrace) -> &Tensor<3>| {
+            Tensor::cat(pieces.iter().map(|p| get(p).clone()).collect(), 1)
+        };
+        LayerTrace {
+            in_proj_bld: field(|p| &p.in_proj_bld),
+            log_alpha_blh: field(|p| &p.log_alpha_blh),
+            scan_y_bli: field(|p| &p.scan_y_bli),
+            gate_z_bli: field(|p| &p.gate_z_bli),
+            gated_norm_bli: field(|p| &p.gated_norm_bli),
+            out_bld: field(|p| &p.out_bld),
+        }
+    }
 }
 
 /// The Mamba-2 mixer module. Parameter names mirror `mamba_ssm`.

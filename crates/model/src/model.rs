@@ -6,6 +6,9 @@
 //! - [`Mamba2::step`]: one token with the recurrence (decoding);
 //! - [`Mamba2::forward_streaming`]: an arbitrarily long sequence, segment by segment, handing
 //!   each segment's logits to a callback so memory does not grow with the length.
+//!
+//! All three apply [`ScanHooks`] alike; state-norm clipping happens at a cadence counted in
+//! tokens ([`ModelState::tokens_seen`]), so it lands at the same positions in every path.
 
 use burn::module::Param;
 use burn::nn::{Embedding, Linear};
@@ -27,20 +30,53 @@ pub struct ScanHooks {
     /// Exact sliding window: y_t reads h_t − α_{t−r+1:t} h_{t−r}, the state of the last r
     /// tokens; the recurrence keeps the full state.
     pub sliding_window: Option<usize>,
-    /// State-norm clipping: after every streaming segment, each head's SSM state is shrunk to
-    /// at most this Frobenius norm (`[layer][head]`): h ← h · min(1, τ/‖h‖).
-    pub state_norm_max: Option<Vec<Vec<f32>>>,
+    /// State-norm clipping at a fixed cadence, in every forward path.
+    pub state_norm_clip: Option<StateNormClip>,
 }
 
 impl ScanHooks {
-    /// True when no intervention is active.
-    pub fn is_identity(&self) -> bool {
-        *self == ScanHooks::default()
-    }
-
     /// Whether RRI is configured as the identity (λ_α = λ_B = 1) or off.
     pub fn rri_is_identity(&self) -> bool {
         self.rri_alpha.is_none_or(|v| v == 1.0) && self.rri_b.is_none_or(|v| v == 1.0)
+    }
+}
+
+/// State-norm clipping: whenever the tokens read since the zero state reach a multiple of
+/// `every`, each head's SSM state is shrunk to at most its limit, h ← h · min(1, τ/‖h‖).
+/// The cadence is counted in tokens (not in calls), so the chunked, streaming and step paths
+/// clip at the same positions whatever their segmentation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StateNormClip {
+    /// Largest Frobenius norm of each head's SSM state: `[layer][head]`.
+    pub limits: Vec<Vec<f32>>,
+    /// Cadence in tokens (0 is read as 1).
+    pub every: usize,
+}
+
+impl StateNormClip {
+    /// The cadence, at least 1.
+    pub fn cadence(&self) -> usize {
+        self.every.max(1)
+    }
+
+    /// Whether the state is clipped once `tokens_seen` tokens have been read.
+    pub fn due(&self, tokens_seen: usize) -> bool {
+        tokens_seen > 0 && tokens_seen.is_multiple_of(self.cadence())
+    }
+
+    /// Cuts `len` tokens read after `tokens_seen` at the cadence's multiples: each piece's
+    /// length and whether the state is clipped after it.
+    pub fn pieces(&self, tokens_seen: usize, len: usize) -> Vec<(usize, bool)> {
+        let every = self.cadence();
+        let mut out = Vec::new();
+        let (mut seen, end) = (tokens_seen, tokens_seen + len);
+        while seen < end {
+            let next = (seen / every + 1) * every;
+            let take = next.min(end) - seen;
+            seen += take;
+            out.push((take, self.due(seen)));
+        }
+        out
     }
 }
 
@@ -48,6 +84,8 @@ impl ScanHooks {
 #[derive(Debug, Clone)]
 pub struct ModelState {
     pub layers: Vec<LayerState>,
+    /// Tokens read since the zero state (per sequence): the clock of [`StateNormClip`].
+    pub tokens_seen: usize,
 }
 
 impl ModelState {
@@ -56,6 +94,7 @@ impl ModelState {
             layers: (0..config.n_layer)
                 .map(|_| LayerState::zeros(config, batch, device))
                 .collect(),
+            tokens_seen: 0,
         }
     }
 
@@ -63,28 +102,26 @@ impl ModelState {
     pub fn detach(self) -> Self {
         Self {
             layers: self.layers.into_iter().map(LayerState::detach).collect(),
+            tokens_seen: self.tokens_seen,
         }
     }
 
-    /// Shrinks each head's SSM state to at most `max_norm[layer][head]` (Frobenius norm).
+    /// Shrinks each head's SSM state to at most `max_norm[layer][head]` (Frobenius norm);
+    /// layers without limits are left as they are.
     pub fn clip_norms(self, max_norm: &[Vec<f32>]) -> Self {
         let layers = self
             .layers
             .into_iter()
-            .zip(max_norm)
-            .map(|(mut layer, limits)| {
-                let [batch, heads, _, _] = layer.ssm_bhpn.dims();
-                let device = layer.ssm_bhpn.device();
-                let limit =
-                    Tensor::<1>::from_data(TensorData::new(limits.clone(), [heads]), &device)
-                        .reshape([1, heads, 1, 1]);
-                let norm = layer.ssm_bhpn.clone().square().sum_dim(3).sum_dim(2).sqrt();
-                let scale = (limit.expand([batch, heads, 1, 1]) / norm).clamp_max(1.0);
-                layer.ssm_bhpn = layer.ssm_bhpn * scale;
-                layer
+            .enumerate()
+            .map(|(i, layer)| match max_norm.get(i) {
+                Some(limits) => layer.clip_norm(limits),
+                None => layer,
             })
             .collect();
-        Self { layers }
+        Self {
+            layers,
+            tokens_seen: self.tokens_seen,
+        }
     }
 
     /// Frobenius norm of every head's SSM state: `[layer][batch * heads]`, batch-major.
@@ -240,18 +277,22 @@ impl Mamba2 {
         hooks: &ScanHooks,
         mut trace: Option<&mut ModelTrace>,
     ) -> (Tensor<3>, ModelState) {
-        let [batch, _] = ids_bl.dims();
+        let [batch, len] = ids_bl.dims();
         let state = state.unwrap_or_else(|| self.zero_state(batch));
+        let seen = state.tokens_seen;
         let mut hidden = self.embedding.forward(ids_bl);
         if let Some(trace) = trace.as_deref_mut() {
             trace.embeddings_bld = Some(hidden.clone());
         }
         let mut next = Vec::with_capacity(self.layers.len());
-        for (block, layer_state) in self.layers.iter().zip(state.layers) {
+        for (index, (block, layer_state)) in self.layers.iter().zip(state.layers).enumerate() {
             let normed = self.norm(hidden.clone(), &block.norm_weight);
-            let (out, new_state) = block.mixer.forward(
+            let (out, new_state) = mix_clipped(
+                block,
+                index,
                 normed,
                 layer_state,
+                seen,
                 hooks,
                 trace.as_deref_mut().map(|t| &mut t.layers),
             );
@@ -261,7 +302,11 @@ impl Mamba2 {
             }
             next.push(new_state);
         }
-        (hidden, ModelState { layers: next })
+        let state = ModelState {
+            layers: next,
+            tokens_seen: seen + len,
+        };
+        (hidden, state)
     }
 
     /// Logits `[batch, padded_vocab]` for one token per sequence, and the advanced state.
@@ -279,15 +324,24 @@ impl Mamba2 {
             hidden = hidden + out.unsqueeze_dim::<3>(1);
             next.push(new_state);
         }
-        (
-            self.head(hidden).squeeze_dim(1),
-            ModelState { layers: next },
-        )
+        let mut next = ModelState {
+            layers: next,
+            tokens_seen: state.tokens_seen + 1,
+        };
+        // A layer's state feeds only its own later outputs, so clipping after all layers
+        // equals clipping each layer right after its step.
+        if let Some(clip) = &hooks.state_norm_clip
+            && clip.due(next.tokens_seen)
+        {
+            next = next.clip_norms(&clip.limits);
+        }
+        (self.head(hidden).squeeze_dim(1), next)
     }
 
     /// Runs `ids_bl` segment by segment (`segment_len` tokens each, the last may be shorter),
     /// carrying the state, and calls `on_segment(start, logits)` for each segment. Only one
-    /// segment's activations exist at a time. Returns the final state.
+    /// segment's activations exist at a time. State-norm clipping happens at its own cadence
+    /// inside segments (see [`StateNormClip`]). Returns the final state.
     pub fn forward_streaming(
         &self,
         ids_bl: Tensor<2, Int>,
@@ -305,12 +359,57 @@ impl Mamba2 {
             let (logits, next) =
                 self.forward(ids_bl.clone().narrow(1, start, take), Some(state), hooks);
             on_segment(start, logits);
-            state = match &hooks.state_norm_max {
-                Some(limits) => next.clip_norms(limits),
-                None => next,
-            };
+            state = next;
             start += take;
         }
         state
     }
+}
+
+/// One block's mixer over a segment, clipping its state at the cadence's multiples: the
+/// segment is cut there, which leaves the function unchanged when no cut falls inside it.
+fn mix_clipped(
+    block: &Block,
+    index: usize,
+    normed: Tensor<3>,
+    state: LayerState,
+    seen: usize,
+    hooks: &ScanHooks,
+    trace: Option<&mut Vec<LayerTrace>>,
+) -> (Tensor<3>, LayerState) {
+    let [_, len, _] = normed.dims();
+    let (clip, limits) = match &hooks.state_norm_clip {
+        Some(clip) => match clip.limits.get(index) {
+            Some(limits) => (clip, limits),
+            None => return block.mixer.forward(normed, state, hooks, trace),
+        },
+        None => return block.mixer.forward(normed, state, hooks, trace),
+    };
+    let pieces = clip.pieces(seen, len);
+    if let [(_, due)] = pieces[..] {
+        let (out, state) = block.mixer.forward(normed, state, hooks, trace);
+        return (out, if due { state.clip_norm(limits) } else { state });
+    }
+    if pieces.is_empty() {
+        return block.mixer.forward(normed, state, hooks, trace);
+    }
+    let mut outs = Vec::with_capacity(pieces.len());
+    let mut traces = Vec::new();
+    let (mut state, mut start) = (state, 0);
+    for (take, due) in pieces {
+        let piece_trace = trace.is_some().then_some(&mut traces);
+        let (out, next) = block.mixer.forward(
+            normed.clone().narrow(1, start, take),
+            state,
+            hooks,
+            piece_trace,
+        );
+        state = if due { next.clip_norm(limits) } else { next };
+        outs.push(out);
+        start += take;
+    }
+    if let Some(trace) = trace {
+        trace.push(LayerTrace::concat(traces));
+    }
+    (Tensor::cat(outs, 1), state)
 }

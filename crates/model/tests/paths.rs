@@ -3,7 +3,7 @@
 //! the length, and segment boundaries that fall inside chunks.
 
 use burn::prelude::*;
-use forgetlab_model::{Mamba2, Mamba2Config, ScanHooks};
+use forgetlab_model::{Mamba2, Mamba2Config, ModelState, ScanHooks, StateNormClip};
 
 fn tiny(ngroups: usize, chunk_size: usize, tie: bool, bias: bool) -> Mamba2Config {
     let mut c = Mamba2Config::new(32, 2, 97);
@@ -184,10 +184,7 @@ fn state_norm_clipping_bounds_every_head() {
         .iter()
         .map(|layer| layer[..config.nheads()].iter().map(|n| n * 0.5).collect())
         .collect();
-    let clipped = ScanHooks {
-        state_norm_max: Some(limits.clone()),
-        ..ScanHooks::default()
-    };
+    let clipped = clip_hooks(limits.clone(), 16);
     let state = model.forward_streaming(input, 16, None, &clipped, |_, _| {});
     for (layer, got) in state.ssm_norms().iter().enumerate() {
         for (i, n) in got.iter().enumerate() {
@@ -198,4 +195,151 @@ fn state_norm_clipping_bounds_every_head() {
             );
         }
     }
+}
+
+fn clip_hooks(limits: Vec<Vec<f32>>, every: usize) -> ScanHooks {
+    ScanHooks {
+        state_norm_clip: Some(StateNormClip { limits, every }),
+        ..ScanHooks::default()
+    }
+}
+
+/// Per-head limits at `fraction` of the norms the free model reaches after `input`.
+fn limits_below_free(model: &Mamba2, input: &Tensor<2, Int>, fraction: f32) -> Vec<Vec<f32>> {
+    let heads = model.config().nheads();
+    let (_, free) = model.forward(input.clone(), None, &ScanHooks::default());
+    free.ssm_norms()
+        .iter()
+        .map(|layer| layer[..heads].iter().map(|n| n * fraction).collect())
+        .collect()
+}
+
+fn streamed(
+    model: &Mamba2,
+    input: &Tensor<2, Int>,
+    segment: usize,
+    hooks: &ScanHooks,
+) -> (Tensor<3>, ModelState) {
+    let [_, len] = input.dims();
+    let mut pieces = Vec::new();
+    let mut next = 0;
+    let state = model.forward_streaming(input.clone(), segment, None, hooks, |start, l| {
+        assert_eq!(start, next, "segments are contiguous");
+        next += l.dims()[1];
+        pieces.push(l);
+    });
+    assert_eq!(next, len, "every position exactly once");
+    (Tensor::cat(pieces, 1), state)
+}
+
+fn max_state_diff(a: &ModelState, b: &ModelState) -> f32 {
+    a.ssm_norms()
+        .iter()
+        .flatten()
+        .zip(b.ssm_norms().iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn clipping_at_a_cadence_equals_a_manual_loop_in_every_path() {
+    let dev = Device::flex();
+    let config = tiny(2, 8, true, false);
+    let model = Mamba2::init(&config, 21, &dev).unwrap();
+    let (batch, len, every) = (2, 45, 8);
+    let input = ids(batch, len, config.vocab_size, &dev);
+    let limits = limits_below_free(&model, &input, 0.3);
+    // Reference: c-token forwards without hooks, clipping after each full piece.
+    let mut state = model.zero_state(batch);
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    while start < len {
+        let take = every.min(len - start);
+        let (logits, next) = model.forward(
+            input.clone().narrow(1, start, take),
+            Some(state),
+            &ScanHooks::default(),
+        );
+        pieces.push(logits);
+        start += take;
+        state = if start % every == 0 {
+            next.clip_norms(&limits)
+        } else {
+            next
+        };
+    }
+    let reference = Tensor::cat(pieces, 1);
+    let free = model.forward(input.clone(), None, &ScanHooks::default()).0;
+    assert!(
+        max_diff(reference.clone(), free) > 1e-3,
+        "the limits are tight enough to change the outputs"
+    );
+    let hooks = clip_hooks(limits, every);
+    for segment in [3, 8, 13, 16, 45] {
+        let (logits, end) = streamed(&model, &input, segment, &hooks);
+        let diff = max_diff(logits, reference.clone());
+        assert!(diff < 1e-4, "streaming, segment {segment}: {diff}");
+        assert_eq!(end.tokens_seen, len);
+        assert!(
+            max_state_diff(&end, &state) < 1e-4,
+            "segment {segment}: final state"
+        );
+    }
+    let (chunked, end) = model.forward(input.clone(), None, &hooks);
+    assert!(
+        max_diff(chunked, reference.clone()) < 1e-4,
+        "one chunked forward"
+    );
+    assert_eq!(end.tokens_seen, len);
+    let diff = max_diff(stepped(&model, &input, &hooks), reference);
+    assert!(diff < 1e-4, "step-by-step decoding: {diff}");
+    // Prefill then decode, as the passkey evaluation does: the token clock carries over.
+    let prefill = 20;
+    let (_, mut state) = model.forward(input.clone().narrow(1, 0, prefill), None, &hooks);
+    let mut last = None;
+    for t in prefill..len {
+        let column: Tensor<1, Int> = input.clone().narrow(1, t, 1).reshape([batch]);
+        let (logits, next) = model.step(column, state, &hooks);
+        last = Some(logits);
+        state = next;
+    }
+    let (streamed_all, _) = streamed(&model, &input, 7, &hooks);
+    let want: Tensor<2> = streamed_all
+        .narrow(1, len - 1, 1)
+        .reshape([batch, config.padded_vocab_size()]);
+    let got = last.unwrap();
+    assert!((got - want).abs().max().into_scalar::<f32>() < 1e-4);
+}
+
+#[test]
+fn a_cadence_that_never_triggers_changes_nothing() {
+    let dev = Device::flex();
+    let config = tiny(1, 8, false, true);
+    let model = Mamba2::init(&config, 8, &dev).unwrap();
+    let len = 37;
+    let input = ids(2, len, config.vocab_size, &dev);
+    let hooks = clip_hooks(limits_below_free(&model, &input, 0.01), len + 1);
+    let plain = ScanHooks::default();
+    for segment in [5, 16, len] {
+        let (clipped, _) = streamed(&model, &input, segment, &hooks);
+        let (free, _) = streamed(&model, &input, segment, &plain);
+        assert_eq!(max_diff(clipped, free), 0.0, "segment {segment}");
+    }
+    assert_eq!(
+        max_diff(
+            stepped(&model, &input, &hooks),
+            stepped(&model, &input, &plain)
+        ),
+        0.0
+    );
+    // The first multiple of the cadence does trigger.
+    let hooks = clip_hooks(limits_below_free(&model, &input, 0.01), len - 1);
+    let (clipped, _) = streamed(&model, &input, 16, &hooks);
+    let (free, _) = streamed(&model, &input, 16, &plain);
+    let before = max_diff(
+        clipped.clone().narrow(1, 0, len - 1),
+        free.clone().narrow(1, 0, len - 1),
+    );
+    assert!(before < 1e-5, "before the first clip: {before}");
+    assert!(max_diff(clipped, free) > 1e-4);
 }
