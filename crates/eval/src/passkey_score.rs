@@ -7,6 +7,11 @@
 //! cuts it off so the next append starts on a fresh line. A bad line anywhere else is an
 //! error naming the file and line: it means the file was damaged, not interrupted.
 //!
+//! Resuming must never mix answers of different models or settings, so each predictions file
+//! has a sidecar `preds_<length>.key.json` naming what produced it ([`PredictionKey`]);
+//! [`load_keyed`] resumes only under an equal key and otherwise discards the file. The
+//! readers of finished results ignore the sidecar, so files from before keys still read.
+//!
 //! T_recall (paper.md section 4, 10.4) is the longest length whose accuracy reaches the
 //! threshold (default 0.95). That reading counts a length that passes again after a failing
 //! one; [`RecallRule::BeforeFirstFailure`] stops at the first failure instead. Only complete
@@ -20,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use forgetlab_runs::config::{Mitigation, PasskeyConfig, RecallRule};
 use forgetlab_runs::results::{PasskeyPrediction, PasskeySummary};
+use serde::{Deserialize, Serialize};
 
 /// Why predictions could not be read or scored.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +69,107 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PasskeyError + '_ {
 /// `<dir>/preds_<length>.jsonl`.
 pub fn predictions_file(dir: &Path, length: usize) -> PathBuf {
     dir.join(format!("preds_{length}.jsonl"))
+}
+
+/// `<dir>/preds_<length>.key.json`: what produced that length's predictions.
+pub fn key_file(dir: &Path, length: usize) -> PathBuf {
+    dir.join(format!("preds_{length}.key.json"))
+}
+
+/// What produced a file of passkey predictions; they are resumed only under an equal key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictionKey {
+    /// sha256 over the model's configuration, precision and parameter values.
+    pub model_sha256: String,
+    /// sha256 of the tokenizer.json.
+    pub tokenizer_sha256: String,
+    /// Prompt length in tokens.
+    pub length: usize,
+    /// Seed of the passkey draw.
+    pub seed: u64,
+    /// Samples per length (they set the depths).
+    pub samples: usize,
+    /// Whether prompts start with the EOS token.
+    pub use_bos: bool,
+    /// The mitigation's label (`none` without one).
+    pub mitigation: String,
+    /// State-norm clipping cadence in tokens, when clipping.
+    pub state_norm_every: Option<usize>,
+    /// Tokens decoded per sample.
+    pub new_tokens: usize,
+}
+
+impl PredictionKey {
+    /// Names of the fields in which the two keys differ.
+    pub fn differences(&self, other: &PredictionKey) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut check = |name, same: bool| {
+            if !same {
+                out.push(name);
+            }
+        };
+        check("model", self.model_sha256 == other.model_sha256);
+        check("tokenizer", self.tokenizer_sha256 == other.tokenizer_sha256);
+        check("length", self.length == other.length);
+        check("seed", self.seed == other.seed);
+        check("samples", self.samples == other.samples);
+        check("use_bos", self.use_bos == other.use_bos);
+        check("mitigation", self.mitigation == other.mitigation);
+        check(
+            "state_norm_every",
+            self.state_norm_every == other.state_norm_every,
+        );
+        check("new_tokens", self.new_tokens == other.new_tokens);
+        out
+    }
+}
+
+/// The key stored beside `length`'s predictions, or why there is none usable.
+fn read_key(dir: &Path, length: usize) -> Result<PredictionKey, String> {
+    let path = key_file(dir, length);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|e| format!("its key file is unreadable ({e})"))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err("they have no key (written before predictions were keyed)".into())
+        }
+        Err(e) => Err(format!("its key file is unreadable ({e})")),
+    }
+}
+
+/// The predictions of `length` in `dir` that may be resumed under `key`: all of them when the
+/// stored key equals `key`; otherwise none (the file is removed, with a warning saying why)
+/// and `key` is stored for the predictions to come.
+pub fn load_keyed(
+    dir: &Path,
+    length: usize,
+    key: &PredictionKey,
+) -> Result<Vec<PasskeyPrediction>, PasskeyError> {
+    let path = predictions_file(dir, length);
+    let stored = read_key(dir, length);
+    if stored.as_ref() == Ok(key) {
+        return load_for_resume(&path, Some(length));
+    }
+    if path.exists() {
+        let why = match &stored {
+            Ok(old) => format!(
+                "they were made with a different {}",
+                old.differences(key).join(", ")
+            ),
+            Err(why) => why.clone(),
+        };
+        tracing::warn!(
+            "{}: discarding the predictions, recomputing: {why}",
+            path.display()
+        );
+        // Removed before the new key is written, so a crash in between leaves no stale file.
+        std::fs::remove_file(&path).map_err(io_err(&path))?;
+    }
+    let key_path = key_file(dir, length);
+    forgetlab_runs::write_json_atomic(&key_path, key).map_err(io_err(&key_path))?;
+    Ok(Vec::new())
 }
 
 /// `<dir>/summary.json`.
@@ -442,6 +549,46 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    fn key(seed: u64) -> PredictionKey {
+        PredictionKey {
+            model_sha256: "ab".into(),
+            tokenizer_sha256: "cd".into(),
+            length: 1024,
+            seed,
+            samples: 5,
+            use_bos: false,
+            mitigation: "none".into(),
+            state_norm_every: None,
+            new_tokens: 5,
+        }
+    }
+
+    #[test]
+    fn keyed_predictions_resume_only_under_the_same_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let path = predictions_file(dir, 1024);
+        assert!(load_keyed(dir, 1024, &key(1)).unwrap().is_empty());
+        for i in 0..3 {
+            append_prediction(&path, &pred(1024, i, 5, true)).unwrap();
+        }
+        assert_eq!(load_keyed(dir, 1024, &key(1)).unwrap().len(), 3);
+        // The dashboard's readers ignore the key file.
+        assert_eq!(read_prediction_dir(dir).unwrap().len(), 3);
+        assert_eq!(key(1).differences(&key(2)), ["seed"]);
+        assert!(load_keyed(dir, 1024, &key(2)).unwrap().is_empty());
+        assert!(!path.exists());
+        let stored: PredictionKey =
+            serde_json::from_slice(&std::fs::read(key_file(dir, 1024)).unwrap()).unwrap();
+        assert_eq!(stored, key(2));
+        append_prediction(&path, &pred(1024, 0, 5, true)).unwrap();
+        assert_eq!(load_keyed(dir, 1024, &key(2)).unwrap().len(), 1);
+        // A file from before keys is stale.
+        std::fs::remove_file(key_file(dir, 1024)).unwrap();
+        assert!(load_keyed(dir, 1024, &key(2)).unwrap().is_empty());
+        assert!(!path.exists() && key_file(dir, 1024).exists());
     }
 
     #[test]
