@@ -41,7 +41,20 @@ fn evaluate(run: &RunDir) -> f64 {
     );
     assert_svg(&run.per_position_plot("none"));
     let verdict: ForgetVerdict = read(&run.verdict());
-    assert!(verdict.excess.is_some() && verdict.memory.is_some());
+    assert!(verdict.is_current() && verdict.test("excess").is_some());
+    assert!(
+        verdict
+            .memory
+            .as_ref()
+            .is_some_and(|m| !m.per_head_max.is_empty())
+    );
+    let ranges = text.ranges.as_ref().expect("per-window verdict ranges");
+    let bounds: Vec<(usize, usize)> = ranges.ranges.iter().map(|r| (r.start, r.end)).collect();
+    assert_eq!(bounds, [(32, 64), (64, 128), (128, 256), (256, 512)]);
+    // range_tokens = 16384: 256 windows of the narrow range, at least 4 of every one.
+    let counts: Vec<usize> = ranges.ranges.iter().map(|r| r.windows).collect();
+    assert_eq!(counts, [256, 128, 64, 32]);
+    assert!(text.blocks.as_ref().is_some_and(|b| b.model.len() == 4));
     assert!(!verdict.note.is_empty());
     let diagnostics: Diagnostics = read(&run.diagnostics());
     assert_eq!(diagnostics.layers.len(), 2);

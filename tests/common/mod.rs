@@ -78,6 +78,7 @@ warmup_steps = 5
 
 [eval]
 windows = 4
+range_tokens = 16384
 ngram_tokens = 50000
 
 [eval.passkey]

@@ -193,6 +193,7 @@ fn broken_row(name: &str, problem: &str) -> RunRow {
             last_val_loss: None,
             forgets: None,
             has_verdict: false,
+            effect: None,
             reason: None,
             problems: vec![problem.to_string()],
         },

@@ -6,7 +6,7 @@
 
 use forgetlab_plot::format::{fmt_fixed, fmt_length, fmt_si, fmt_sig};
 use forgetlab_plot::{DIAGNOSTICS_CHARTS, TrainingChart};
-use forgetlab_runs::results::{CriterionResult, LawReport};
+use forgetlab_runs::results::{LawReport, Outcome, RiseTest};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -494,16 +494,26 @@ pub fn run_header(d: &RunDetail) -> Markup {
     }
 }
 
-fn criterion_row(c: &CriterionResult) -> Markup {
+fn rise_rows(t: &RiseTest) -> Markup {
     html! {
-        tr {
-            td { (c.curve) }
-            td.num { (fmt_fixed(c.in_length_mean, 4)) }
-            td.num { (fmt_fixed(c.beyond_max, 4)) " @ " (fmt_length(c.beyond_argmax as f64)) }
-            td.num { (fmt_fixed(c.threshold, 4)) }
-            td.num { (fmt_sig(c.slope_per_1k, 3)) }
-            td { (verdict_mark(Some(c.passes_max))) " max · " (verdict_mark(Some(c.passes_slope))) " slope" }
-            td { (verdict_mark(Some(c.forgets))) }
+        @for (i, r) in t.ranges.iter().enumerate() {
+            tr {
+                @if i == 0 { td rowspan=(t.ranges.len()) { (t.curve) } td.num rowspan=(t.ranges.len()) { (fmt_fixed(t.in_length_mean, 3)) } }
+                td.num { "[" (fmt_length(r.start as f64)) ", " (fmt_length(r.end as f64)) ")" }
+                td.num { (format!("{:+.3}", r.rise)) }
+                td.num { (format!("{:+.3} … {:+.3}", r.low, r.high)) }
+                @if i == 0 { td rowspan=(t.ranges.len()) { (outcome_label(t.outcome)) } }
+            }
+        }
+    }
+}
+
+fn outcome_label(o: Outcome) -> Markup {
+    html! {
+        @match o {
+            Outcome::Forgets => span.badge.forgets { "forgets" },
+            Outcome::DoesNotForget => span.badge.does-not-forget { "does not forget" },
+            Outcome::Undetermined => span.badge.undetermined { "undetermined" },
         }
     }
 }
@@ -513,6 +523,8 @@ pub fn verdict_fragment(d: &RunDetail) -> Markup {
     html! {
         @match &d.verdict {
             None => p.note { "No verdict yet: " code { "forgetlab eval" } " writes " code { "eval/verdict.json" } "." },
+            Some(v) if !v.is_current() => p.note { "This verdict was written by the version-1 criterion and is not shown: "
+                code { "forgetlab eval all" } " (or " code { "forgetlab sweep finish" } ") regenerates it." },
             Some(v) => {
                 p {
                     "Verdict: "
@@ -521,20 +533,19 @@ pub fn verdict_fragment(d: &RunDetail) -> Markup {
                         Some(false) => span.badge.does-not-forget { "does not forget" },
                         None => span.badge.undetermined { "undetermined" },
                     }
-                    " decided on " code { (format!("{:?}", v.decided_on).to_lowercase()) } " (" (v.prompt) "), ε = " (fmt_sig(v.epsilon, 3))
-                    " nats, max slope " (fmt_sig(v.max_slope_per_1k, 3)) " nats/1K"
+                    " decided on " code { (format!("{:?}", v.decided_on).to_lowercase()) } " (" (v.prompt) "): the rise of the loss past T_train over its mean in [T/2, T), margin "
+                    (fmt_sig(v.margin, 3)) " nats, " (fmt_sig(v.confidence * 100.0, 3)) "% bounds"
+                    @if let Some((rise, low, high)) = v.effect() { ", deciding range " (format!("{rise:+.3} [{low:+.3}, {high:+.3}]")) }
                 }
                 div.scroll { table.data #verdict {
-                    thead { tr { th { "curve" } th.num { "mean in [T/2, T)" } th.num { "max beyond T" } th.num { "threshold" } th.num { "slope /1K" } th { "tests" } th { "forgets" } } }
+                    thead { tr { th { "curve" } th.num { "mean in [T/2, T)" } th.num { "range" } th.num { "rise" } th.num { "bounds" } th { "outcome" } } }
                     tbody {
-                        @if let Some(c) = &v.excess { (criterion_row(c)) }
-                        (criterion_row(&v.raw))
-                        @if let Some(c) = &v.reference { (criterion_row(c)) }
+                        @for t in &v.tests { (rise_rows(t)) }
                     }
                 } }
                 @if let Some(m) = &v.memory {
-                    p.note { "Memory length per head: median " (fmt_sig(m.median, 3)) ", max " (fmt_sig(m.max, 3)) " tokens"
-                        @if !m.any_beyond_train_len { " — no head remembers past T_train, so this run cannot show the effect" } }
+                    p.note { "Memory per head (median over tokens): median " (fmt_sig(m.median, 3)) ", longest " (fmt_sig(m.max, 3)) " tokens"
+                        @if !m.any_beyond_train_len { " — no head remembers past T_train at a typical token, so this run cannot show the effect" } }
                 }
                 p.note { (v.note) }
             }

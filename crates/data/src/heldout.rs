@@ -6,7 +6,11 @@ use forgetlab_runs::config::DataConfig;
 
 use crate::cache::TokenCache;
 use crate::error::DataError;
+use crate::rng::SplitMix64;
 use crate::tokenizer::Tokenizer;
+
+/// Purpose tag of the evaluation stream's generator (document order and rotation).
+const EVAL_STREAM_PURPOSE: u64 = 0xE7A1_5EED;
 
 /// The held-out documents of a data config.
 pub struct HeldOut {
@@ -44,6 +48,30 @@ impl HeldOut {
             if out.len() < max_tokens {
                 out.push(self.tokenizer.eos_id());
             }
+        }
+        Ok(out)
+    }
+
+    /// The whole held-out split as one evaluation stream: every document once, in an order
+    /// drawn from `seed`, each followed by the end-of-text token, then rotated left by a
+    /// seeded offset so the stream does not begin at a document start. The result depends
+    /// only on the split and the seed, never on a horizon or a training length, so every run
+    /// of an experiment cuts its windows from the same text.
+    pub fn evaluation_stream(&mut self, seed: u64) -> Result<Vec<u32>, DataError> {
+        let split = &self.cache.heldout;
+        let mut order: Vec<usize> = (0..split.documents()).collect();
+        let mut rng = SplitMix64::derived(seed, EVAL_STREAM_PURPOSE);
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let mut out = Vec::with_capacity(self.cache.manifest.heldout.tokens as usize + order.len());
+        for doc in order {
+            split.extend_from(doc, 0, split.doc_len(doc), &mut out);
+            out.push(self.tokenizer.eos_id());
+        }
+        if !out.is_empty() {
+            let offset = rng.below(out.len() as u64) as usize;
+            out.rotate_left(offset);
         }
         Ok(out)
     }

@@ -344,6 +344,40 @@ fn held_out_documents_are_disjoint_from_training() {
     );
 }
 
+#[test]
+fn the_evaluation_stream_holds_every_held_out_document_once_in_a_seeded_order() {
+    let c = corpus();
+    let data = config(&c);
+    let mut held = heldout_stream(&data).unwrap();
+    let docs = held.long_documents(1, usize::MAX).unwrap();
+    let eos = held.tokenizer().eos_id();
+    let stream = held.evaluation_stream(7).unwrap();
+    assert_eq!(stream, held.evaluation_stream(7).unwrap(), "seeded");
+    let other = held.evaluation_stream(8).unwrap();
+    assert_ne!(stream, other, "another seed, another order or rotation");
+    let total: usize = docs.iter().map(|d| d.len() + 1).sum();
+    assert_eq!(stream.len(), total);
+    assert_eq!(stream.iter().filter(|&&t| t == eos).count(), docs.len());
+    // Undo the rotation at the last separator, then every document appears exactly once.
+    let cut = stream.iter().rposition(|&t| t == eos).unwrap() + 1;
+    let unrotated: Vec<u32> = stream[cut..]
+        .iter()
+        .chain(&stream[..cut])
+        .copied()
+        .collect();
+    let mut found: Vec<Vec<u32>> = unrotated
+        .split(|&t| t == eos)
+        .filter(|d| !d.is_empty())
+        .map(<[u32]>::to_vec)
+        .collect();
+    let mut expected = docs.clone();
+    found.sort();
+    expected.sort();
+    assert_eq!(found, expected);
+    // The order is not the file order.
+    assert_ne!(unrotated[..docs[0].len()], docs[0][..]);
+}
+
 fn write_bad(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();

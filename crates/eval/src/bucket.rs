@@ -185,6 +185,7 @@ impl BucketAccumulator {
                 loss: sum / count as f64,
                 stderr: standard_error(&window_means),
                 ngram: None,
+                excess_stderr: None,
                 reference: None,
             });
         }
@@ -259,9 +260,26 @@ impl PairedAccumulator {
         self.baseline.add_span(window, start, baseline)
     }
 
-    /// Model buckets with `ngram` set to the baseline's mean on the same positions.
+    /// Model buckets with `ngram` set to the baseline's mean on the same positions and
+    /// `excess_stderr` to the standard error of the per-window paired difference.
     pub fn finish(&self) -> Result<Vec<LossBucket>, BucketError> {
-        attach_baseline(self.model.finish()?, &self.baseline.finish()?)
+        let mut buckets = attach_baseline(self.model.finish()?, &self.baseline.finish()?)?;
+        for bucket in &mut buckets {
+            let b = bucket.start / self.model.bucket;
+            let diffs: Vec<f64> = self
+                .model
+                .cells
+                .iter()
+                .zip(&self.baseline.cells)
+                .filter_map(|(m, base)| {
+                    let (m, base) = (m[b], base[b]);
+                    (m.count > 0 && base.count > 0)
+                        .then(|| m.sum / m.count as f64 - base.sum / base.count as f64)
+                })
+                .collect();
+            bucket.excess_stderr = Some(standard_error(&diffs));
+        }
+        Ok(buckets)
     }
 }
 
@@ -378,6 +396,11 @@ pub fn merge_to_boundaries(
             loss: parts.iter().map(|b| b.loss * width(b)).sum::<f64>() / total,
             stderr: se,
             ngram: mean_of(&|b| b.ngram),
+            excess_stderr: parts
+                .iter()
+                .map(|b| b.excess_stderr.map(|se| (se * width(b)).powi(2)))
+                .sum::<Option<f64>>()
+                .map(|v| v.sqrt() / total),
             reference: mean_of(&|b| b.reference),
         });
     }
@@ -527,6 +550,7 @@ mod tests {
                 loss: v,
                 stderr: 0.1,
                 ngram: Some(v / 2.0),
+                excess_stderr: Some(0.05),
                 reference: None,
             })
             .collect()

@@ -4,7 +4,10 @@
 //! `sample_every` tokens.
 //!
 //! The prompt is streamed in segments of `sample_every` tokens; after each segment the state is
-//! read and the segment's log-decays (recorded by the traced forward) are folded in. State-norm
+//! read and the segment's log-decays (recorded by the traced forward) are folded in. Every
+//! token's log decay is kept, so each head's memory is measured token by token (the verdict's
+//! [`crate::verdict::token_memory_lengths`]): a time mean of log decay is biased short for
+//! selective heads that reset rarely and hard. State-norm
 //! clipping, when active, happens inside the model at its own token cadence (the one it was
 //! calibrated at), not at the sampling points, so the diagnostics see the states that the
 //! per-position and passkey evaluations see.
@@ -14,7 +17,7 @@ use forgetlab_model::{Mamba2, ModelState, ScanHooks};
 use forgetlab_runs::config::Mitigation;
 use forgetlab_runs::results::{Diagnostics, HeadDiagnostics, LayerDiagnostics};
 
-use crate::verdict::memory_length;
+use crate::verdict::head_memory;
 
 fn to_vec(t: Tensor<1>) -> Vec<f64> {
     t.into_data()
@@ -56,12 +59,14 @@ pub fn diagnose(
                     state_norm: Vec::new(),
                     alpha_time_mean: 0.0,
                     memory_length: 0.0,
+                    memory_max: None,
                 })
                 .collect()
         })
         .collect();
     let mut log_retention = vec![vec![0f64; heads]; layers];
-    let mut log_alpha_sum = vec![vec![0f64; heads]; layers];
+    // Every token's log decay per head, for token-by-token memory lengths.
+    let mut log_alpha = vec![vec![Vec::with_capacity(tokens.len()); heads]; layers];
     let mut alpha_sum = vec![vec![0f64; heads]; layers];
     let mut positions = Vec::new();
     let mut state: Option<ModelState> = None;
@@ -72,11 +77,14 @@ pub fn diagnose(
             model.forward_traced(ids.clone().narrow(1, start, take), state, hooks);
         for (layer, layer_trace) in trace.layers.iter().enumerate() {
             let la: Tensor<2> = layer_trace.log_alpha_blh.clone().squeeze_dim(0);
+            let la_tokens = to_vec(la.clone().reshape([take * heads]));
+            for (i, &v) in la_tokens.iter().enumerate() {
+                log_alpha[layer][i % heads].push(v);
+            }
             let la_sum = to_vec(la.clone().sum_dim(0).reshape([heads]));
             let alpha_sum_seg = to_vec(la.exp().sum_dim(0).reshape([heads]));
             for h in 0..heads {
                 log_retention[layer][h] += la_sum[h];
-                log_alpha_sum[layer][h] += la_sum[h];
                 alpha_sum[layer][h] += alpha_sum_seg[h];
                 let s = &mut series[layer][h];
                 s.alpha_mean.push(alpha_sum_seg[h] / take as f64);
@@ -109,7 +117,9 @@ pub fn diagnose(
         for h in 0..heads {
             let s = &mut series[layer][h];
             s.alpha_time_mean = alpha_sum[layer][h] / total;
-            s.memory_length = memory_length(log_alpha_sum[layer][h] / total);
+            let (median, max) = head_memory(&log_alpha[layer][h]);
+            s.memory_length = median;
+            s.memory_max = Some(max);
         }
     }
     Diagnostics {
@@ -128,23 +138,23 @@ pub fn diagnose(
     }
 }
 
-/// The `[layer][head]` mean log decay over the diagnostic sequence (input of the verdict's
-/// memory lengths), recovered from the memory lengths' definition.
-pub fn mean_log_decay(diagnostics: &Diagnostics) -> Vec<Vec<f64>> {
-    diagnostics
-        .layers
-        .iter()
-        .map(|l| {
-            l.heads
+/// `[layer][head]` values.
+pub type HeadTable = Vec<Vec<f64>>;
+
+/// The `[layer][head]` median and maximum token-by-token memory lengths of diagnostics, or
+/// `None` for files written before memory was measured token by token.
+pub fn head_memory_table(diagnostics: &Diagnostics) -> Option<(HeadTable, HeadTable)> {
+    let mut medians = Vec::with_capacity(diagnostics.layers.len());
+    let mut maxima = Vec::with_capacity(diagnostics.layers.len());
+    for layer in &diagnostics.layers {
+        medians.push(layer.heads.iter().map(|h| h.memory_length).collect());
+        maxima.push(
+            layer
+                .heads
                 .iter()
-                .map(|h| {
-                    if h.memory_length > 0.0 {
-                        -1.0 / h.memory_length
-                    } else {
-                        0.0
-                    }
-                })
-                .collect()
-        })
-        .collect()
+                .map(|h| h.memory_max)
+                .collect::<Option<Vec<f64>>>()?,
+        );
+    }
+    Some((medians, maxima))
 }

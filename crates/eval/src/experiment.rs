@@ -3,12 +3,13 @@
 //! Reads every run's config, verdict, passkey summary and per-position table, adds the
 //! reference-run criterion to each verdict, and fits the laws ([`crate::law`]).
 //!
-//! The reference criterion is a second, model-based baseline: within one state size, the run
-//! with the longest training length is the one most likely to forget, and it was evaluated on
-//! the same windows (the window seed is shared across an experiment). A shorter-trained run's
-//! loss minus the reference's loss, bucket by bucket on the `text` prompt, isolates what the
-//! shorter training changed. It is stored as `reference` in the shorter run's `verdict.json`;
-//! the verdict's decision is not changed.
+//! The reference test is a second, model-based comparison: within one state size, the run with
+//! the longest training length is the one most likely to forget, and it was scored on the same
+//! windows (the evaluation text is shared across an experiment). A shorter-trained run's loss
+//! minus the reference's loss, window by window over the shorter run's verdict ranges, isolates
+//! what the shorter training changed, with the text's own difficulty cancelled token for token.
+//! It is stored as the `reference` test in the shorter run's `verdict.json`; the verdict's
+//! decision is not changed.
 //!
 //! A run that cannot be read is reported in the law's notes and left out; nothing already
 //! written is lost (files are replaced atomically).
@@ -22,7 +23,8 @@ use forgetlab_runs::{ConfigError, ExperimentDir, FitConfig, RunConfig, RunDir, w
 
 use crate::law::{self, LawError, LawOptions, RunOutcome, format_len};
 use crate::passkey_score::summary_file;
-use crate::verdict::{criterion, reference_curve};
+use crate::ranges::verdict_ranges;
+use crate::verdict::{reference_values, rise_test_paired};
 
 /// The prompt whose curve the reference comparison uses.
 pub const REFERENCE_PROMPT: &str = "text";
@@ -76,13 +78,16 @@ impl RunFiles {
     fn seq_len(&self) -> usize {
         self.config.train.seq_len
     }
-    fn text_curve(&self) -> Option<&[forgetlab_runs::results::LossBucket]> {
-        self.per_position.as_ref().and_then(|p| {
-            p.curves
-                .iter()
-                .find(|c| c.prompt == REFERENCE_PROMPT)
-                .map(|c| c.buckets.as_slice())
-        })
+    fn text_curve(&self) -> Option<&forgetlab_runs::results::LossCurve> {
+        self.per_position
+            .as_ref()
+            .and_then(|p| p.curves.iter().find(|c| c.prompt == REFERENCE_PROMPT))
+    }
+    fn text_blocks(&self) -> Option<&forgetlab_runs::results::WindowRanges> {
+        self.text_curve().and_then(|c| c.blocks.as_ref())
+    }
+    fn horizon(&self) -> Option<usize> {
+        self.per_position.as_ref().map(|p| p.horizon)
     }
 }
 
@@ -96,7 +101,15 @@ fn read_run(dir: RunDir, notes: &mut Vec<String>) -> Option<RunFiles> {
         }
     };
     let mut problems = Vec::new();
-    let verdict = read_json(&dir.verdict(), &mut problems);
+    let mut verdict: Option<ForgetVerdict> = read_json(&dir.verdict(), &mut problems);
+    if verdict.as_ref().is_some_and(|v| !v.is_current()) {
+        notes.push(format!(
+            "run {name}: verdict.json was written by the version-1 criterion and is ignored; \
+             regenerate it with `forgetlab sweep finish` or `forgetlab eval all {}`",
+            dir.root().display()
+        ));
+        verdict = None;
+    }
     let per_position = read_json(&dir.per_position("none"), &mut problems);
     let passkey = read_json(&summary_file(&dir.passkey_dir("none")), &mut problems);
     for p in problems {
@@ -195,15 +208,16 @@ fn add_reference_criteria(
         // Reference candidates: the longest-trained runs with a text curve, same seed first.
         let candidates: Vec<&&RunFiles> = group
             .iter()
-            .filter(|r| r.seq_len() == longest && r.text_curve().is_some())
+            .filter(|r| r.seq_len() == longest && r.text_blocks().is_some())
             .collect();
         for run in group.iter().filter(|r| r.seq_len() < longest) {
             let Some(verdict) = &run.verdict else {
                 continue;
             };
-            let Some(curve) = run.text_curve() else {
+            let Some(blocks) = run.text_blocks() else {
                 notes.push(format!(
-                    "run {}: no `{REFERENCE_PROMPT}` curve in per_position.json, no reference criterion",
+                    "run {}: no per-window `{REFERENCE_PROMPT}` blocks in per_position.json, no \
+                     reference test",
                     run.name
                 ));
                 continue;
@@ -215,30 +229,28 @@ fn add_reference_criteria(
             else {
                 notes.push(format!(
                     "run {}: the longest-trained run(s) at its state size ({}) have no \
-                     `{REFERENCE_PROMPT}` curve, no reference criterion",
+                     per-window `{REFERENCE_PROMPT}` blocks, no reference test",
                     run.name,
                     format_len(longest)
                 ));
                 continue;
             };
-            let (a, b) = (&run.config.eval, &reference.config.eval);
-            if (a.window_seed, a.windows, a.text) != (b.window_seed, b.windows, b.text) {
-                notes.push(format!(
-                    "run {} and its reference {} were evaluated on different windows \
-                     (window_seed/windows/text differ), so the reference comparison is not \
-                     position-matched",
-                    run.name, reference.name
-                ));
-            }
-            let Some(reference_buckets) = reference.text_curve() else {
+            let Some(reference_blocks) = reference.text_blocks() else {
                 continue;
             };
-            let result = reference_curve(curve, reference_buckets)
-                .and_then(|points| criterion("reference", &points, run.seq_len(), &a.verdict));
+            let ranges = verdict_ranges(run.seq_len(), run.horizon().unwrap_or(0));
+            let config = &run.config.eval.verdict;
+            let result = reference_values(&ranges, blocks, reference_blocks).and_then(|values| {
+                values
+                    .map(|v| rise_test_paired("reference", &ranges, &v, config))
+                    .transpose()
+            });
+            let mut new_verdict = verdict.clone();
+            new_verdict.tests.retain(|t| t.curve != "reference");
             match result {
-                Ok(c) => {
+                Ok(Some(test)) => {
                     if let Some(decided) = verdict.forgets
-                        && decided != c.forgets
+                        && test.outcome.forgets().is_some_and(|f| f != decided)
                     {
                         notes.push(format!(
                             "run {}: its verdict says it {} but against reference {} it {}",
@@ -249,31 +261,30 @@ fn add_reference_criteria(
                                 "does not forget"
                             },
                             reference.name,
-                            if c.forgets { "stays flat" } else { "rises" }
+                            if decided {
+                                "rises beyond the margin"
+                            } else {
+                                "stays within the margin"
+                            }
                         ));
                     }
-                    let mut new_verdict = verdict.clone();
-                    new_verdict.reference = Some(c);
-                    let path = run.dir.verdict();
-                    write_json_atomic(&path, &new_verdict)
-                        .map_err(|source| ExperimentError::Write { path, source })?;
-                    updated.push(run.name.clone());
+                    new_verdict.tests.push(test);
                 }
-                Err(e) => {
-                    notes.push(format!(
-                        "run {}: no reference criterion against {}: {e}",
-                        run.name, reference.name
-                    ));
-                    // Drop a criterion left by an earlier fit: it no longer holds.
-                    if verdict.reference.is_some() {
-                        let mut new_verdict = verdict.clone();
-                        new_verdict.reference = None;
-                        let path = run.dir.verdict();
-                        write_json_atomic(&path, &new_verdict)
-                            .map_err(|source| ExperimentError::Write { path, source })?;
-                        updated.push(run.name.clone());
-                    }
-                }
+                Ok(None) => notes.push(format!(
+                    "run {}: its ranges are not unions of dyadic blocks (a training length \
+                     that is not a power of two) or reach past {}'s horizon, no reference test",
+                    run.name, reference.name
+                )),
+                Err(e) => notes.push(format!(
+                    "run {}: no reference test against {}: {e}",
+                    run.name, reference.name
+                )),
+            }
+            if new_verdict != *verdict {
+                let path = run.dir.verdict();
+                write_json_atomic(&path, &new_verdict)
+                    .map_err(|source| ExperimentError::Write { path, source })?;
+                updated.push(run.name.clone());
             }
         }
     }
@@ -284,9 +295,10 @@ fn add_reference_criteria(
 mod tests {
     use super::*;
     use forgetlab_runs::config::{Mitigation, VerdictConfig};
-    use forgetlab_runs::results::{LossBucket, LossCurve};
+    use forgetlab_runs::results::{LossBucket, LossCurve, Outcome};
 
-    use crate::verdict::{VerdictInput, decide};
+    use crate::simulate::{Noise, block_windows, range_samples};
+    use crate::verdict::{VerdictInput, decide, memory_lengths};
 
     fn config_toml(d_model: usize, seq_len: usize, seed: u64) -> String {
         format!(
@@ -313,28 +325,19 @@ total_tokens = {}
         )
     }
 
-    /// A curve flat at `base` up to `rise_from`, then rising 1 nat per 1K tokens; buckets of
-    /// seq_len/8 to 8 seq_len, baseline 3.0 everywhere.
-    fn buckets(seq_len: usize, base: f64, rise_from: Option<usize>) -> Vec<LossBucket> {
-        let b = seq_len / 8;
-        (0..64)
-            .map(|i| {
-                let (start, end) = (i * b, (i + 1) * b);
-                let rise = rise_from.map_or(0.0, |r| (start as f64 - r as f64).max(0.0) / 1000.0);
-                LossBucket {
-                    start,
-                    end,
-                    loss: 3.0 + base + rise,
-                    stderr: 0.0,
-                    ngram: Some(3.0),
-                    reference: None,
-                }
-            })
-            .collect()
+    /// Flat at 3.5 nats up to `rise_from`, then rising 1 nat per 1K tokens.
+    fn truth(rise_from: Option<usize>) -> impl Fn(usize) -> f64 {
+        move |p| 3.5 + rise_from.map_or(0.0, |r| (p as f64 - r as f64).max(0.0) / 1000.0)
     }
 
+    const NOISE: Noise = Noise {
+        token_sd: 0.5,
+        segment_sd: 0.01,
+        window_sd: 0.1,
+    };
+
     /// Writes a run with a config, a per-position table, a verdict and optionally a passkey
-    /// summary, like `forgetlab eval` would.
+    /// summary, like `forgetlab eval` would. Every run is scored on the same simulated windows.
     fn write_run(
         exp: &ExperimentDir,
         name: &str,
@@ -347,28 +350,47 @@ total_tokens = {}
         std::fs::create_dir_all(run.root()).unwrap();
         std::fs::write(run.config(), config_toml(d_model, seq_len, 0)).unwrap();
         let config = RunConfig::load(&run.config()).unwrap();
-        let curve = buckets(seq_len, 0.5, rise_from);
+        let horizon = 8 * seq_len;
+        let f = truth(rise_from);
+        let ranges = range_samples(seq_len, horizon, 32, 1 << 14, &f, NOISE, 11);
+        let blocks = block_windows(horizon, 32, &f, NOISE, 11);
+        let bucket = seq_len / 8;
+        let buckets = (0..64)
+            .map(|i| LossBucket {
+                start: i * bucket,
+                end: (i + 1) * bucket,
+                loss: f(i * bucket),
+                stderr: 0.01,
+                ngram: None,
+                excess_stderr: None,
+                reference: None,
+            })
+            .collect();
         let report = PerPositionReport {
             run: name.into(),
             seq_len,
-            horizon: 8 * seq_len,
-            bucket: seq_len / 8,
+            horizon,
+            bucket,
             state_size: config.model.state_size().total,
             mitigation: Mitigation::default(),
             curves: vec![LossCurve {
                 prompt: "text".into(),
                 sequences: 32,
-                buckets: curve.clone(),
+                buckets,
+                ranges: Some(ranges.clone()),
+                blocks: Some(blocks),
             }],
         };
         write_json_atomic(&run.per_position("none"), &report).unwrap();
+        let memory = memory_lengths(&[vec![1e6]], &[vec![1e6]], seq_len).unwrap();
         let verdict = decide(VerdictInput {
             run: name,
             seq_len,
+            horizon,
             state_size: config.model.state_size().total,
             prompt: "text",
-            buckets: &curve,
-            memory: None,
+            ranges: &ranges,
+            memory,
             config: &VerdictConfig::default(),
         })
         .unwrap();
@@ -442,40 +464,52 @@ total_tokens = {}
             serde_json::from_slice(&std::fs::read(exp.run(name).verdict()).unwrap()).unwrap()
         };
         let short = read("a-256");
-        let c = short.reference.expect("reference criterion");
-        assert!(!c.forgets, "{c:?}");
-        assert_eq!(c.curve, "reference");
+        let c = short.test("reference").expect("reference test");
+        assert_eq!(c.outcome, Outcome::DoesNotForget, "{c:?}");
         assert_eq!(short.forgets, Some(false), "the decision is unchanged");
-        assert!(read("a-512").reference.unwrap().forgets);
-        assert!(read("a-1024").reference.is_none());
+        assert_eq!(
+            read("a-512").test("reference").unwrap().outcome,
+            Outcome::Forgets
+        );
+        assert!(read("a-1024").test("reference").is_none());
 
         // Running again is idempotent.
         let again = fit_experiment(&exp, &options).unwrap();
         assert_eq!(again.report, fit.report);
+        assert!(
+            again.updated_verdicts.is_empty(),
+            "{:?}",
+            again.updated_verdicts
+        );
 
-        // If the reference changes so that no comparison is possible any more, the stale
-        // criteria are removed rather than left behind.
+        // If the reference was scored on other windows, the comparison is refused and the
+        // stale test removed rather than left behind.
         let reference_dir = exp.run("a-1024");
         let mut table: PerPositionReport =
             serde_json::from_slice(&std::fs::read(reference_dir.per_position("none")).unwrap())
                 .unwrap();
-        table.curves[0].buckets = (0..8)
-            .map(|i| LossBucket {
-                start: i * 1000,
-                end: (i + 1) * 1000,
-                loss: 3.5,
-                stderr: 0.0,
-                ngram: None,
-                reference: None,
-            })
-            .collect();
+        let blocks = table.curves[0].blocks.as_mut().unwrap();
+        blocks.windows_id = "other text".into();
         write_json_atomic(&reference_dir.per_position("none"), &table).unwrap();
         let third = fit_experiment(&exp, &options).unwrap();
-        assert!(read("a-256").reference.is_none());
+        assert!(read("a-256").test("reference").is_none());
         assert!(third.updated_verdicts.contains(&"a-256".to_string()));
         let notes = third.report.notes.join("\n");
         assert!(
-            notes.contains("run a-256: no reference criterion against a-1024"),
+            notes.contains("run a-256: no reference test against a-1024"),
+            "{notes}"
+        );
+
+        // A verdict of the old criterion is ignored with a note naming the command.
+        let old = exp.run("b-512").verdict();
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&old).unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("version");
+        std::fs::write(&old, serde_json::to_vec(&v).unwrap()).unwrap();
+        let fourth = fit_experiment(&exp, &options).unwrap();
+        let notes = fourth.report.notes.join("\n");
+        assert!(
+            notes.contains("run b-512: verdict.json was written by the version-1 criterion"),
             "{notes}"
         );
     }

@@ -24,8 +24,6 @@ use forgetlab_runs::results::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::verdict::least_squares;
-
 /// Tokens per "K" in the paper's units.
 pub const TOKENS_PER_K: f64 = 1024.0;
 /// State scalars per "M" in the paper's units.
@@ -702,6 +700,23 @@ pub fn summary_text(report: &LawReport) -> String {
         out.push_str(&format!("- {note}\n"));
     }
     out
+}
+
+/// Ordinary least squares `y = a x + b`; `None` with fewer than two distinct x.
+pub fn least_squares(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return None;
+    }
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    if sxx <= 0.0 {
+        return None;
+    }
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let a = sxy / sxx;
+    Some((a, my - a * mx))
 }
 
 #[cfg(test)]

@@ -28,7 +28,10 @@ pub mod ngram;
 pub mod passkey;
 pub mod passkey_score;
 pub mod per_position;
+pub mod ranges;
 pub mod run_eval;
+#[cfg(test)]
+pub(crate) mod simulate;
 pub mod verdict;
 
 pub use bucket::{BucketAccumulator, BucketError, PairedAccumulator};

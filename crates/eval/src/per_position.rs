@@ -3,19 +3,22 @@
 //! segment's per-token losses go straight into bucket accumulators, so memory does not grow
 //! with the horizon (1M tokens works).
 //!
-//! Evaluation text must not fool the verdict: text difficulty itself changes with position, so
-//! the default draws many random windows with a seed shared by every run of an experiment and
-//! scores a count n-gram baseline on exactly the same positions ([`crate::ngram`]).
+//! Evaluation text must not fool the verdict. Windows are disjoint slices of one fixed stream (the
+//! whole held-out split in a seeded document order, rotated by a seeded offset), cut at equal
+//! strides: they never wrap, never overlap, every position of a window sees the same
+//! distribution of text, and every run of an experiment sees the same windows whatever its
+//! horizon (a shorter horizon reads a prefix of each). A count n-gram baseline is scored on
+//! exactly the same positions ([`crate::ngram`]); its curve measures what position effect the
+//! text still has.
 
 use burn::prelude::*;
 use forgetlab_model::loss::token_losses;
 use forgetlab_model::{Mamba2, ScanHooks};
-use forgetlab_runs::results::{LossBucket, LossCurve};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use forgetlab_runs::results::{BaselineSample, LossCurve, RangeSample, RangeSamples};
 
 use crate::bucket::{BucketAccumulator, BucketError, PairedAccumulator};
 use crate::ngram::NgramModel;
+use crate::ranges::{RangeAccumulator, verdict_ranges};
 
 /// How per-position losses are computed.
 #[derive(Debug, Clone)]
@@ -45,21 +48,181 @@ impl PerPositionOptions {
     }
 }
 
-/// Draws `count` windows of `len` tokens from `pool` at seeded random offsets. When the pool is
-/// shorter than a window, the window wraps around the pool (the paper repeats short prompts the
-/// same way).
-pub fn draw_windows(pool: &[u32], count: usize, len: usize, seed: u64) -> Vec<Vec<u32>> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..count)
-        .map(|_| {
-            let start = if pool.len() > len {
-                rng.random_range(0..=pool.len() - len)
-            } else {
-                rng.random_range(0..pool.len().max(1))
-            };
-            (0..len).map(|i| pool[(start + i) % pool.len()]).collect()
-        })
-        .collect()
+/// Why evaluation windows could not be cut.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WindowError {
+    #[error(
+        "the held-out text has {available} tokens, but {windows} disjoint windows of {len} tokens \
+         need {needed}: give more held-out text (data.validation shards or a larger \
+         data.validation_fraction), fewer eval.windows or a shorter eval.horizon"
+    )]
+    TooLittleText {
+        available: usize,
+        windows: usize,
+        len: usize,
+        needed: usize,
+    },
+    #[error(
+        "eval.text = \"long-documents\" needs {windows} held-out documents of at least {len} \
+         tokens but there are {found}: use \"concatenated\", fewer windows or a shorter horizon"
+    )]
+    TooFewLongDocuments {
+        windows: usize,
+        len: usize,
+        found: usize,
+    },
+    #[error("no evaluation windows requested")]
+    NoWindows,
+}
+
+/// Cuts `count` disjoint windows of `len` tokens from `stream` at stride
+/// `stream.len() / count`: window `i` starts at `i * stride`, so for a fixed stream and count
+/// the windows of a shorter `len` are prefixes of those of a longer one.
+pub fn cut_windows(stream: &[u32], count: usize, len: usize) -> Result<Vec<Vec<u32>>, WindowError> {
+    if count == 0 {
+        return Err(WindowError::NoWindows);
+    }
+    let stride = stream.len() / count;
+    if len == 0 || stride < len {
+        return Err(WindowError::TooLittleText {
+            available: stream.len(),
+            windows: count,
+            len,
+            needed: count * len,
+        });
+    }
+    Ok((0..count)
+        .map(|i| stream[i * stride..i * stride + len].to_vec())
+        .collect())
+}
+
+/// Dyadic blocks `[0, 1), [1, 2), [2, 4), ...` covering `[0, horizon)`.
+pub fn dyadic_blocks(horizon: usize) -> Vec<(usize, usize)> {
+    let mut blocks = Vec::new();
+    if horizon == 0 {
+        return blocks;
+    }
+    blocks.push((0, 1));
+    let mut start = 1;
+    while start < horizon {
+        let end = (2 * start).min(horizon);
+        blocks.push((start, end));
+        start = end;
+    }
+    blocks
+}
+
+/// Mean and sample standard deviation.
+fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, var.sqrt())
+}
+
+/// How many windows measure range `[_, end)`: enough for `range_tokens` scored positions, at
+/// least `min_windows`, at most what `stream_len` holds.
+pub fn range_window_count(
+    end: usize,
+    min_windows: usize,
+    range_tokens: usize,
+    stream_len: usize,
+) -> usize {
+    let wanted = min_windows.max(range_tokens / end.max(1));
+    wanted.min(stream_len / (end + 1)).max(min_windows)
+}
+
+/// Where the verdict's range windows come from.
+#[derive(Debug, Clone, Copy)]
+pub enum TextSource<'a> {
+    /// The evaluation stream: each range cuts its own disjoint windows.
+    Stream(&'a [u32]),
+    /// Fixed windows (one per long document): every range reads prefixes of the same windows.
+    Windows(&'a [Vec<u32>]),
+}
+
+/// Measures every verdict range of a run trained at `seq_len` on its own disjoint windows of
+/// `end + 1` tokens cut from the evaluation stream ([`range_window_count`] of them), with the
+/// n-gram on the same positions when given. The longest range reads the same windows as the
+/// per-position curve; narrow early ranges read many more, cheaply.
+#[allow(clippy::too_many_arguments)]
+pub fn range_samples(
+    model: &Mamba2,
+    source: TextSource<'_>,
+    seq_len: usize,
+    horizon: usize,
+    min_windows: usize,
+    range_tokens: usize,
+    ngram: Option<&NgramModel>,
+    hooks: &ScanHooks,
+    text_id: &str,
+) -> Result<RangeSamples, WindowError> {
+    let vocab = model.config().padded_vocab_size();
+    let mut ranges = Vec::new();
+    for (lo, hi) in verdict_ranges(seq_len, horizon) {
+        let windows = match source {
+            TextSource::Stream(stream) => cut_windows(
+                stream,
+                range_window_count(hi, min_windows, range_tokens, stream.len()),
+                hi + 1,
+            )?,
+            TextSource::Windows(all) => all.iter().map(|w| w[..=hi].to_vec()).collect(),
+        };
+        let count = windows.len();
+        let options = PerPositionOptions::sized(hi, hi, vocab, count);
+        let mut model_sums = vec![0f64; count];
+        stream_losses(model, &windows, &options, hooks, |w, start, losses| {
+            let (a, b) = (lo.max(start), hi.min(start + losses.len()));
+            if a < b {
+                model_sums[w] += losses[a - start..b - start]
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .sum::<f64>();
+            }
+        });
+        let width = (hi - lo) as f64;
+        let model_means: Vec<f64> = model_sums.iter().map(|s| s / width).collect();
+        let (mean, sd) = mean_sd(&model_means);
+        let baseline = ngram.map(|ngram| {
+            let base_means: Vec<f64> = windows
+                .iter()
+                .map(|w| {
+                    let from = lo.saturating_sub(ngram.order() - 1);
+                    let losses = ngram
+                        .losses(&w[from..=hi])
+                        .expect("window tokens are inside the n-gram vocabulary");
+                    losses[lo - from..]
+                        .iter()
+                        .map(|&v| f64::from(v))
+                        .sum::<f64>()
+                        / width
+                })
+                .collect();
+            let (mean, sd) = mean_sd(&base_means);
+            let excess: Vec<f64> = model_means
+                .iter()
+                .zip(&base_means)
+                .map(|(m, b)| m - b)
+                .collect();
+            BaselineSample {
+                mean,
+                sd,
+                excess_sd: mean_sd(&excess).1,
+            }
+        });
+        ranges.push(RangeSample {
+            start: lo,
+            end: hi,
+            windows: count,
+            mean,
+            sd,
+            ngram: baseline,
+        });
+    }
+    Ok(RangeSamples {
+        ranges,
+        text_id: text_id.to_string(),
+    })
 }
 
 /// Calls `on_span(window, start, losses)` with the next-token losses of every segment of
@@ -93,7 +256,9 @@ pub fn stream_losses(
 }
 
 /// Bucketed loss curve over `windows`, with the n-gram baseline on the same positions when
-/// given.
+/// given. With `windows_id` set, each window's mean over dyadic blocks is kept too (for
+/// comparing runs window by window); the verdict's ranges are added by the caller
+/// ([`range_samples`]).
 pub fn loss_curve(
     model: &Mamba2,
     prompt: &str,
@@ -101,43 +266,61 @@ pub fn loss_curve(
     ngram: Option<&NgramModel>,
     options: &PerPositionOptions,
     hooks: &ScanHooks,
+    windows_id: Option<&str>,
 ) -> Result<LossCurve, BucketError> {
-    let buckets: Vec<LossBucket> = match ngram {
-        Some(ngram) => {
-            let mut acc = PairedAccumulator::new(options.bucket, options.horizon)?;
-            let mut result = Ok(());
-            stream_losses(model, windows, options, hooks, |w, start, losses| {
-                if result.is_err() {
-                    return;
-                }
+    let mut paired = match ngram {
+        Some(_) => Some(PairedAccumulator::new(options.bucket, options.horizon)?),
+        None => None,
+    };
+    let mut single = BucketAccumulator::new(options.bucket, options.horizon)?;
+    let mut blocks =
+        windows_id.map(|_| RangeAccumulator::new(dyadic_blocks(options.horizon), ngram.is_some()));
+    let mut result = Ok(());
+    let mut base = Vec::new();
+    stream_losses(model, windows, options, hooks, |w, start, losses| {
+        if result.is_err() {
+            return;
+        }
+        let n = losses.len();
+        let baseline = match ngram {
+            Some(ngram) => {
                 // The baseline of positions [start, start + n) needs order - 1 tokens of
                 // context before `start`; score that slice and drop the context's losses.
-                let n = losses.len();
                 let lo = start.saturating_sub(ngram.order() - 1);
-                let base = ngram
+                base = ngram
                     .losses(&windows[w][lo..start + n + 1])
                     .expect("window tokens are inside the n-gram vocabulary");
-                result = acc.add_span(w, start, losses, &base[start - lo..]);
-            });
-            result?;
-            acc.finish()?
-        }
-        None => {
-            let mut acc = BucketAccumulator::new(options.bucket, options.horizon)?;
-            let mut result = Ok(());
-            stream_losses(model, windows, options, hooks, |w, start, losses| {
-                if result.is_ok() {
-                    result = acc.add_span(w, start, losses);
-                }
-            });
-            result?;
-            acc.finish()?
-        }
+                base.drain(..start - lo);
+                Some(base.as_slice())
+            }
+            None => None,
+        };
+        result = (|| {
+            match (&mut paired, baseline) {
+                (Some(acc), Some(b)) => acc.add_span(w, start, losses, b)?,
+                _ => single.add_span(w, start, losses)?,
+            }
+            if let Some(b) = &mut blocks {
+                b.add_span(w, start, losses, baseline)?;
+            }
+            Ok(())
+        })();
+    });
+    result?;
+    let buckets = match &paired {
+        Some(acc) => acc.finish()?,
+        None => single.finish()?,
+    };
+    let blocks = match (&blocks, windows_id) {
+        (Some(b), Some(id)) => Some(b.finish(id)?),
+        _ => None,
     };
     Ok(LossCurve {
         prompt: prompt.to_string(),
         sequences: windows.len(),
         buckets,
+        ranges: None,
+        blocks,
     })
 }
 
@@ -146,16 +329,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn windows_are_seeded_and_wrap_short_pools() {
-        let pool: Vec<u32> = (0..100).collect();
-        let a = draw_windows(&pool, 4, 30, 7);
-        assert_eq!(a, draw_windows(&pool, 4, 30, 7));
-        assert_ne!(a, draw_windows(&pool, 4, 30, 8));
-        for w in &a {
-            assert_eq!(w.len(), 30);
+    fn windows_are_disjoint_prefix_stable_and_never_wrap() {
+        let stream: Vec<u32> = (0..1000).collect();
+        let long = cut_windows(&stream, 4, 250).unwrap();
+        assert_eq!(long.len(), 4);
+        for (i, w) in long.iter().enumerate() {
+            assert_eq!(w.len(), 250);
+            assert_eq!(w[0] as usize, i * 250);
             assert!(w.windows(2).all(|p| p[1] == p[0] + 1));
         }
-        let long = draw_windows(&pool, 2, 250, 1);
-        assert!(long.iter().all(|w| w.len() == 250 && w[100] == w[0]));
+        // A shorter horizon reads a prefix of the same windows.
+        let short = cut_windows(&stream, 4, 30).unwrap();
+        for (s, l) in short.iter().zip(&long) {
+            assert_eq!(s[..], l[..30]);
+        }
+        let err = cut_windows(&stream, 4, 251).unwrap_err();
+        assert_eq!(
+            err,
+            WindowError::TooLittleText {
+                available: 1000,
+                windows: 4,
+                len: 251,
+                needed: 1004
+            }
+        );
+        assert!(err.to_string().contains("data.validation"), "{err}");
+        assert_eq!(cut_windows(&stream, 0, 10), Err(WindowError::NoWindows));
+    }
+
+    #[test]
+    fn dyadic_blocks_cover_the_horizon() {
+        assert_eq!(
+            dyadic_blocks(12),
+            vec![(0, 1), (1, 2), (2, 4), (4, 8), (8, 12)]
+        );
+        assert_eq!(dyadic_blocks(1), vec![(0, 1)]);
+        assert!(dyadic_blocks(0).is_empty());
     }
 }

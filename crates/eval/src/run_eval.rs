@@ -19,11 +19,13 @@ use forgetlab_runs::results::{Diagnostics, ForgetVerdict, PasskeySummary, PerPos
 use forgetlab_runs::{RunDir, write_atomic, write_json_atomic};
 
 use crate::bucket::BucketError;
-use crate::diagnostics::{diagnose, mean_log_decay};
+use crate::diagnostics::{diagnose, head_memory_table};
 use crate::mitigation::hooks_for;
 use crate::ngram::{NgramError, NgramModel};
 use crate::passkey::{PasskeyEvalError, evaluate as evaluate_passkey, lengths_for};
-use crate::per_position::{PerPositionOptions, draw_windows, loss_curve};
+use crate::per_position::{
+    PerPositionOptions, TextSource, WindowError, cut_windows, loss_curve, range_samples,
+};
 use crate::verdict::{VerdictError, VerdictInput, decide, memory_lengths};
 
 /// Why evaluating a run failed.
@@ -49,6 +51,17 @@ pub enum EvalError {
     Verdict(#[from] VerdictError),
     #[error(transparent)]
     Passkey(#[from] PasskeyEvalError),
+    #[error(transparent)]
+    Windows(#[from] WindowError),
+    #[error(
+        "{}: {what}; regenerate it with `{command}`",
+        path.display()
+    )]
+    Stale {
+        path: PathBuf,
+        what: String,
+        command: String,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -109,13 +122,12 @@ impl RunEval {
         Ok(heldout_stream(&self.config.data)?)
     }
 
-    /// Held-out tokens for calibration and diagnostics (at least `len`, wrapping if needed).
+    /// The first `len` tokens of the evaluation stream, for calibration and diagnostics.
     fn heldout_tokens(&self, len: usize) -> Result<Vec<u32>, EvalError> {
-        let pool = self.heldout()?.tokens(len)?;
-        if pool.is_empty() {
-            return Err(EvalError::Invalid("the held-out split is empty".into()));
-        }
-        Ok((0..len).map(|i| pool[i % pool.len()]).collect())
+        let stream = self
+            .heldout()?
+            .evaluation_stream(self.config.eval.window_seed)?;
+        Ok(cut_windows(&stream, 1, len)?.swap_remove(0))
     }
 
     /// Hooks for a mitigation, calibrating state-norm thresholds on T_train held-out tokens.
@@ -128,7 +140,12 @@ impl RunEval {
         } else {
             Vec::new()
         };
-        let (hooks, thresholds) = hooks_for(&self.model, mitigation, &calibration, 128);
+        let (hooks, thresholds) = hooks_for(
+            &self.model,
+            mitigation,
+            &calibration,
+            crate::mitigation::STATE_NORM_EVERY,
+        );
         if let Some(t) = thresholds {
             let path = self
                 .run
@@ -139,40 +156,49 @@ impl RunEval {
         Ok(hooks)
     }
 
-    /// The evaluation windows of `[eval]`: seeded random windows of horizon + 1 tokens.
-    fn text_windows(&self) -> Result<Vec<Vec<u32>>, EvalError> {
+    /// The evaluation text of `[eval]`: the stream (or the long documents' windows), the
+    /// per-position windows of horizon + 1 tokens, and a string naming the text. All are the
+    /// same for every run of an experiment with the same data and `[eval]` text settings.
+    fn evaluation_text(&self) -> Result<EvaluationText, EvalError> {
         let e = &self.config.eval;
         let len = self.horizon() + 1;
         match e.text {
             EvalText::Concatenated => {
-                let pool = self
-                    .heldout()?
-                    .tokens(len.max(1 << 20).min(len * 4).max(len))?;
-                if pool.is_empty() {
-                    return Err(EvalError::Invalid("the held-out split is empty".into()));
-                }
-                if pool.len() < len {
-                    tracing::warn!(
-                        "held-out text has {} tokens, fewer than a window of {len}: windows wrap around it",
-                        pool.len()
-                    );
-                }
-                Ok(draw_windows(&pool, e.windows, len, e.window_seed))
+                let stream = self.heldout()?.evaluation_stream(e.window_seed)?;
+                let text_id = format!(
+                    "concatenated:seed-{}:tokens-{}:hash-{:016x}",
+                    e.window_seed,
+                    stream.len(),
+                    token_hash(&stream)
+                );
+                let windows = cut_windows(&stream, e.windows, len)?;
+                Ok(EvaluationText {
+                    stream: Some(stream),
+                    windows,
+                    text_id,
+                })
             }
             EvalText::LongDocuments => {
                 let docs = self.heldout()?.long_documents(len, e.windows)?;
-                if docs.is_empty() {
-                    return Err(EvalError::Invalid(format!(
-                        "eval.text = \"long-documents\" but no held-out document has {len} tokens; use \"concatenated\" or a shorter horizon"
-                    )));
+                if docs.len() < e.windows {
+                    return Err(WindowError::TooFewLongDocuments {
+                        windows: e.windows,
+                        len,
+                        found: docs.len(),
+                    }
+                    .into());
                 }
-                Ok((0..e.windows)
-                    .map(|i| {
-                        let doc = &docs[i % docs.len()];
-                        let windows = draw_windows(doc, 1, len, e.window_seed + i as u64);
-                        windows.into_iter().next().unwrap_or_default()
-                    })
-                    .collect())
+                let windows: Vec<Vec<u32>> = docs.into_iter().map(|d| d[..len].to_vec()).collect();
+                let text_id = format!(
+                    "long-documents:windows-{}:hash-{:016x}",
+                    e.windows,
+                    token_hash(&windows.concat())
+                );
+                Ok(EvaluationText {
+                    stream: None,
+                    windows,
+                    text_id,
+                })
             }
         }
     }
@@ -204,7 +230,9 @@ impl RunEval {
         let bucket = e.bucket_for(self.seq_len());
         let hooks = self.hooks(mitigation)?;
         let vocab = self.model.config().padded_vocab_size();
-        let windows = self.text_windows()?;
+        let text = self.evaluation_text()?;
+        let windows = &text.windows;
+        let windows_id = format!("{}:windows-{}", text.text_id, windows.len());
         let ngram = self.ngram()?;
         let options = PerPositionOptions::sized(horizon, bucket, vocab, windows.len());
         tracing::info!(
@@ -212,14 +240,31 @@ impl RunEval {
             windows.len(),
             options.segment_len
         );
-        let mut curves = vec![loss_curve(
+        let mut text_curve = loss_curve(
             &self.model,
             "text",
-            &windows,
+            windows,
             ngram.as_ref(),
             &options,
             &hooks,
-        )?];
+            Some(&windows_id),
+        )?;
+        let source = match &text.stream {
+            Some(stream) => TextSource::Stream(stream),
+            None => TextSource::Windows(windows),
+        };
+        text_curve.ranges = Some(range_samples(
+            &self.model,
+            source,
+            self.seq_len(),
+            horizon,
+            e.windows,
+            e.range_tokens,
+            ngram.as_ref(),
+            &hooks,
+            &text.text_id,
+        )?);
+        let mut curves = vec![text_curve];
         for prompt in &e.prompts {
             let tokens = synthetic_prompt(*prompt, &self.tokenizer, horizon + 1)?;
             let name = match prompt {
@@ -234,6 +279,7 @@ impl RunEval {
                 None,
                 &single,
                 &hooks,
+                None,
             )?);
         }
         let report = PerPositionReport {
@@ -297,34 +343,14 @@ impl RunEval {
         Ok(result)
     }
 
-    /// The forget verdict from a per-position report and (optionally) diagnostics.
+    /// The forget verdict from a per-position report and the diagnostics; writes
+    /// `verdict.json`.
     pub fn verdict(
         &self,
         report: &PerPositionReport,
-        diagnostics: Option<&Diagnostics>,
+        diagnostics: &Diagnostics,
     ) -> Result<ForgetVerdict, EvalError> {
-        let text = report
-            .curves
-            .iter()
-            .find(|c| c.prompt == "text")
-            .ok_or_else(|| {
-                EvalError::Invalid("the per-position report has no text curve".into())
-            })?;
-        let memory = diagnostics
-            .map(|d| memory_lengths(&mean_log_decay(d), self.seq_len()))
-            .transpose()?;
-        let verdict = decide(VerdictInput {
-            run: &self.run.name(),
-            seq_len: self.seq_len(),
-            state_size: self.config.model.state_size().total,
-            prompt: "text",
-            buckets: &text.buckets,
-            memory,
-            config: &self.config.eval.verdict,
-        })?;
-        let path = self.run.verdict();
-        write_json_atomic(&path, &verdict).map_err(io(&path))?;
-        Ok(verdict)
+        write_verdict(&self.run, &self.config, report, diagnostics)
     }
 
     /// Passkey retrieval; writes predictions, `summary.json` and the heatmap.
@@ -354,14 +380,110 @@ impl RunEval {
         let report = self.per_position(&mitigation)?;
         let diagnostics = self.diagnostics(&Mitigation::default())?;
         let verdict = if mitigation.is_none() {
-            self.verdict(&report, Some(&diagnostics))?
+            self.verdict(&report, &diagnostics)?
         } else {
             let plain = self.per_position(&Mitigation::default())?;
-            self.verdict(&plain, Some(&diagnostics))?
+            self.verdict(&plain, &diagnostics)?
         };
         self.passkey(&mitigation)?;
         Ok(verdict)
     }
+}
+
+/// The evaluation text of a run (see [`RunEval::evaluation_text`]).
+struct EvaluationText {
+    stream: Option<Vec<u32>>,
+    windows: Vec<Vec<u32>>,
+    text_id: String,
+}
+
+/// A 64-bit FNV-1a hash of a token sequence, naming the evaluation text in `windows_id`.
+fn token_hash(tokens: &[u32]) -> u64 {
+    tokens.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &t| {
+        t.to_le_bytes()
+            .iter()
+            .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    })
+}
+
+/// Decides the verdict of the run in `run` from a per-position report and diagnostics and
+/// writes `verdict.json`. Needs no model: `forgetlab eval verdict` recomputes it from stored
+/// files.
+pub fn write_verdict(
+    run: &RunDir,
+    config: &RunConfig,
+    report: &PerPositionReport,
+    diagnostics: &Diagnostics,
+) -> Result<ForgetVerdict, EvalError> {
+    let per_position = run.per_position("none");
+    let stale = |path: &std::path::Path, what: &str, command: &str| EvalError::Stale {
+        path: path.to_path_buf(),
+        what: what.to_string(),
+        command: format!("forgetlab eval {command} {}", run.root().display()),
+    };
+    let text = report
+        .curves
+        .iter()
+        .find(|c| c.prompt == "text")
+        .ok_or_else(|| stale(&per_position, "it has no text curve", "per-position"))?;
+    let ranges = text.ranges.as_ref().ok_or_else(|| {
+        stale(
+            &per_position,
+            "it was written before per-window ranges were stored (verdict version 1)",
+            "per-position",
+        )
+    })?;
+    let (medians, maxima) = head_memory_table(diagnostics).ok_or_else(|| {
+        stale(
+            &run.diagnostics(),
+            "it was written before memory was measured token by token",
+            "diagnostics",
+        )
+    })?;
+    let memory = memory_lengths(&medians, &maxima, report.seq_len)?;
+    let verdict = decide(VerdictInput {
+        run: &run.name(),
+        seq_len: report.seq_len,
+        horizon: report.horizon,
+        state_size: report.state_size,
+        prompt: "text",
+        ranges,
+        memory,
+        config: &config.eval.verdict,
+    })?;
+    let path = run.verdict();
+    write_json_atomic(&path, &verdict).map_err(io(&path))?;
+    Ok(verdict)
+}
+
+/// Reads the stored per-position report and diagnostics of `run` and rewrites its verdict
+/// under `config` (`forgetlab eval verdict`).
+pub fn verdict_from_files(run: &RunDir, config: &RunConfig) -> Result<ForgetVerdict, EvalError> {
+    let read = |path: PathBuf, command: &str| -> Result<Vec<u8>, EvalError> {
+        std::fs::read(&path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => EvalError::Stale {
+                path: path.clone(),
+                what: "it does not exist".into(),
+                command: format!("forgetlab eval {command} {}", run.root().display()),
+            },
+            _ => EvalError::Io {
+                path: path.clone(),
+                source,
+            },
+        })
+    };
+    fn parse<T: serde::de::DeserializeOwned>(
+        path: &std::path::Path,
+        bytes: &[u8],
+    ) -> Result<T, EvalError> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| EvalError::Invalid(format!("{}: {e}", path.display())))
+    }
+    let pp_path = run.per_position("none");
+    let report: PerPositionReport = parse(&pp_path, &read(pp_path.clone(), "per-position")?)?;
+    let d_path = run.diagnostics();
+    let diagnostics: Diagnostics = parse(&d_path, &read(d_path.clone(), "diagnostics")?)?;
+    write_verdict(run, config, &report, &diagnostics)
 }
 
 /// The per-position figure of one run: every prompt, training length marked.

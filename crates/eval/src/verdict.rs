@@ -1,328 +1,448 @@
 //! The forget verdict: does a run's loss stay flat past its training length?
 //!
-//! paper.md section 3 gives no numeric criterion, so it is made explicit and configurable
-//! ([`VerdictConfig`]). On a bucketed curve `v` (excess over the position-matched baseline by
-//! default, raw loss optionally), with training length `T`:
+//! paper.md section 3 gives no numeric criterion, so it is made explicit here and fixed before
+//! any experiment is judged by it. The loss is averaged over the in-length reference
+//! `[T/2, T)` and over K ranges that double past T ([`crate::ranges`]), each range on its own
+//! disjoint windows of position-stationary text; the rise of range `k` is its mean minus the
+//! in-length mean, with a Welch standard error from the spread of the per-window means:
 //!
 //! ```text
-//! in_length_mean = width-weighted mean of v over buckets inside [T/2, T)
-//! beyond_max     = max of v over buckets starting at >= T
-//! passes_max     = beyond_max <= in_length_mean + epsilon
-//! slope          = least-squares slope of v against bucket centre over the buckets in the
-//!                  last half of the horizon, in nats per 1000 tokens
-//! passes_slope   = slope <= max_slope_per_1k
-//! forgets        = passes_max && passes_slope
+//! rise_k = mean_k - mean_ref          se_k = sqrt(sd_k^2 / n_k + sd_ref^2 / n_ref)
+//! high_k = rise_k + t(1 - a,   df_k) se_k       (one-sided upper bound)
+//! low_k  = rise_k - t(1 - a/K, df_k) se_k       (one-sided lower bound, Bonferroni over K)
+//!
+//! does not forget  <=>  some range has low_k  > margin
+//! forgets          <=>  every range has high_k < margin
+//! undetermined     otherwise
 //! ```
 //!
-//! The max test catches a curve that rises anywhere past `T`; the slope test catches a slow
-//! drift that has not yet exceeded epsilon at the horizon. A trailing bucket narrower than
-//! half the widest bucket (a horizon that the bucket size does not divide) is ignored, since
-//! its few positions would make the max test noisy.
-//!
-//! The verdict also carries each head's effective memory length: a run none of whose heads
-//! remember past `T` forgets trivially and cannot show the effect, so its verdict is
-//! undetermined.
+//! with `a = 1 - confidence` and Welch-Satterthwaite degrees of freedom. "Forgets" is an
+//! intersection of K one-sided tests, which needs no multiplicity correction (the
+//! intersection-union principle); "does not forget" is a union and gets Bonferroni, so each
+//! wrong call has probability at most `a`. Comparisons of two runs on the same windows
+//! ([`rise_test_paired`]) use per-window differences instead. A run whose heads all forget
+//! within T_train at a typical token cannot show the effect: its verdict is undetermined
+//! whatever the loss does.
 
 use forgetlab_runs::config::{VerdictConfig, VerdictCurve};
-use forgetlab_runs::results::{CriterionResult, ForgetVerdict, LossBucket, MemoryLengths};
-
-use crate::bucket::{self, BucketError};
+use forgetlab_runs::results::{
+    ForgetVerdict, MEMORY_LENGTH_CAP, MemoryLengths, Outcome, RangeRise, RangeSamples, RiseTest,
+    Undetermined, VERDICT_VERSION, WindowRanges,
+};
+use statrs::distribution::{ContinuousCDF, StudentsT};
 
 /// Why a verdict could not be computed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum VerdictError {
     #[error("training length must be at least 1 token")]
     ZeroTrainLength,
-    #[error("the {curve} curve has no buckets")]
-    EmptyCurve { curve: String },
-    #[error(
-        "the {curve} curve ends at position {horizon}, not beyond the training length {seq_len}: \
-         evaluate to a longer horizon (default 8x the training length)"
-    )]
-    HorizonNotBeyondTrain {
-        curve: String,
-        horizon: usize,
-        seq_len: usize,
-    },
-    #[error(
-        "the {curve} curve has no bucket inside [T/2, T) = [{lo}, {seq_len}): the bucket size is \
-         too large for the training length; use buckets of at most T/4 tokens"
-    )]
-    NoInLengthBucket {
-        curve: String,
-        lo: usize,
-        seq_len: usize,
-    },
-    #[error("the {curve} curve has no bucket starting at or beyond the training length {seq_len}")]
-    NoBucketBeyond { curve: String, seq_len: usize },
-    #[error(
-        "the {curve} curve has {found} bucket(s) in the last half of the horizon [{from}, \
-         {horizon}); the slope needs at least 2"
-    )]
-    TooFewSlopeBuckets {
-        curve: String,
-        found: usize,
-        from: usize,
-        horizon: usize,
-    },
+    #[error("the {curve} values have {found} windows; intervals need at least 2")]
+    TooFewWindows { curve: String, found: usize },
+    #[error("the {curve} values are malformed: {reason}")]
+    Malformed { curve: String, reason: String },
     #[error("verdict config: {0}")]
     InvalidConfig(String),
     #[error("memory lengths: {0}")]
     InvalidDecay(String),
-    #[error(transparent)]
-    Bucket(#[from] BucketError),
-}
-
-/// One bucket of the curve a criterion looks at.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CurvePoint {
-    pub start: usize,
-    pub end: usize,
-    pub value: f64,
-}
-
-impl CurvePoint {
-    fn width(&self) -> f64 {
-        (self.end - self.start) as f64
-    }
-    fn centre(&self) -> f64 {
-        (self.start + self.end) as f64 / 2.0
-    }
-}
-
-/// The model loss per bucket.
-pub fn raw_curve(buckets: &[LossBucket]) -> Vec<CurvePoint> {
-    buckets
-        .iter()
-        .map(|b| CurvePoint {
-            start: b.start,
-            end: b.end,
-            value: b.loss,
-        })
-        .collect()
-}
-
-/// Model loss minus the n-gram baseline; `None` unless every bucket has a baseline.
-pub fn excess_curve(buckets: &[LossBucket]) -> Option<Vec<CurvePoint>> {
-    buckets
-        .iter()
-        .map(|b| {
-            b.excess().map(|value| CurvePoint {
-                start: b.start,
-                end: b.end,
-                value,
-            })
-        })
-        .collect()
-}
-
-/// The run's loss minus the reference run's loss, bucket by bucket on the boundaries the two
-/// curves share (they may have been bucketed with different sizes), over the range both cover.
-pub fn reference_curve(
-    run: &[LossBucket],
-    reference: &[LossBucket],
-) -> Result<Vec<CurvePoint>, VerdictError> {
-    let (run, reference) = bucket::common_grid(run, reference)?;
-    Ok(run
-        .iter()
-        .zip(&reference)
-        .map(|(a, b)| CurvePoint {
-            start: a.start,
-            end: a.end,
-            value: a.loss - b.loss,
-        })
-        .collect())
+    #[error(
+        "the two runs were scored on different windows ({a} vs {b}); the reference test needs \
+         both evaluated with the same [eval] text, windows and window_seed"
+    )]
+    DifferentWindows { a: String, b: String },
 }
 
 fn check_config(config: &VerdictConfig) -> Result<(), VerdictError> {
     if !(config.epsilon >= 0.0 && config.epsilon.is_finite()) {
         return Err(VerdictError::InvalidConfig(format!(
-            "epsilon must be a finite number >= 0, got {}",
+            "epsilon (the margin) must be a finite number >= 0, got {}",
             config.epsilon
         )));
     }
-    if !config.max_slope_per_1k.is_finite() {
+    if !(config.confidence > 0.5 && config.confidence < 1.0) {
         return Err(VerdictError::InvalidConfig(format!(
-            "max_slope_per_1k must be finite, got {}",
-            config.max_slope_per_1k
+            "confidence must be in (0.5, 1), got {}",
+            config.confidence
         )));
     }
     Ok(())
 }
 
-/// Runs the forget test on one curve named `curve` (`excess`, `raw` or `reference`).
-pub fn criterion(
+/// The `p` quantile of Student's t with `df` degrees of freedom.
+fn t_quantile(p: f64, df: f64) -> f64 {
+    StudentsT::new(0.0, 1.0, df)
+        .expect("df > 0 is a valid t distribution")
+        .inverse_cdf(p)
+}
+
+fn mean_sd(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+    let n = values.clone().count() as f64;
+    let mean = values.clone().sum::<f64>() / n;
+    let var = values.map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+/// A range's mean over `n` windows with the spread `sd` of the per-window means.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RangeStat {
+    pub start: usize,
+    pub end: usize,
+    pub n: usize,
+    pub mean: f64,
+    pub sd: f64,
+}
+
+/// One range's rise over the reference, before the decision.
+struct Contrast {
+    start: usize,
+    end: usize,
+    windows: usize,
+    rise: f64,
+    stderr: f64,
+    df: f64,
+}
+
+/// The rise test on ranges measured on separate windows: `stats[0]` is the in-length
+/// reference, the rest are ranges past T_train (Welch's unequal-variance comparison).
+pub fn rise_test(
     curve: &str,
-    points: &[CurvePoint],
-    seq_len: usize,
+    stats: &[RangeStat],
     config: &VerdictConfig,
-) -> Result<CriterionResult, VerdictError> {
+) -> Result<RiseTest, VerdictError> {
     check_config(config)?;
-    if seq_len == 0 {
-        return Err(VerdictError::ZeroTrainLength);
-    }
-    let name = || curve.to_string();
-    let as_buckets: Vec<LossBucket> = points
-        .iter()
-        .map(|p| LossBucket {
-            start: p.start,
-            end: p.end,
-            loss: p.value,
-            stderr: 0.0,
-            ngram: None,
-            reference: None,
-        })
-        .collect();
-    if as_buckets.is_empty() {
-        return Err(VerdictError::EmptyCurve { curve: name() });
-    }
-    bucket::validate_curve(&as_buckets)?;
-
-    let widest = points.iter().map(CurvePoint::width).fold(0.0, f64::max);
-    let mut points = points;
-    if let Some((last, rest)) = points.split_last()
-        && !rest.is_empty()
-        && last.width() * 2.0 < widest
-    {
-        points = rest;
-    }
-    let horizon = points.last().map_or(0, |p| p.end);
-    if horizon <= seq_len {
-        return Err(VerdictError::HorizonNotBeyondTrain {
-            curve: name(),
-            horizon,
-            seq_len,
-        });
-    }
-
-    let in_length: Vec<&CurvePoint> = points
-        .iter()
-        .filter(|p| 2 * p.start >= seq_len && p.end <= seq_len)
-        .collect();
-    if in_length.is_empty() {
-        return Err(VerdictError::NoInLengthBucket {
-            curve: name(),
-            lo: seq_len.div_ceil(2),
-            seq_len,
-        });
-    }
-    let weight: f64 = in_length.iter().map(|p| p.width()).sum();
-    let in_length_mean = in_length.iter().map(|p| p.value * p.width()).sum::<f64>() / weight;
-
-    let (beyond_argmax, beyond_max) = points
-        .iter()
-        .filter(|p| p.start >= seq_len)
-        .map(|p| (p.start, p.value))
-        .fold(None, |best: Option<(usize, f64)>, (s, v)| match best {
-            Some((_, bv)) if bv >= v => best,
-            _ => Some((s, v)),
-        })
-        .ok_or_else(|| VerdictError::NoBucketBeyond {
-            curve: name(),
-            seq_len,
-        })?;
-
-    let from = horizon / 2;
-    let tail: Vec<(f64, f64)> = points
-        .iter()
-        .filter(|p| p.start >= from)
-        .map(|p| (p.centre(), p.value))
-        .collect();
-    let slope = least_squares(&tail)
-        .map(|(a, _)| a)
-        .ok_or(VerdictError::TooFewSlopeBuckets {
-            curve: name(),
-            found: tail.len(),
-            from,
-            horizon,
-        })?;
-    let slope_per_1k = slope * 1000.0;
-
-    let threshold = in_length_mean + config.epsilon;
-    let passes_max = beyond_max <= threshold;
-    let passes_slope = slope_per_1k <= config.max_slope_per_1k;
-    Ok(CriterionResult {
+    let malformed = |reason: String| VerdictError::Malformed {
         curve: curve.to_string(),
+        reason,
+    };
+    if stats.len() < 2 {
+        return Err(malformed(format!(
+            "{} range(s); the test needs the in-length reference and at least one range past \
+             T_train",
+            stats.len()
+        )));
+    }
+    if let Some(s) = stats.iter().find(|s| s.n < 2) {
+        return Err(VerdictError::TooFewWindows {
+            curve: curve.to_string(),
+            found: s.n,
+        });
+    }
+    if let Some(s) = stats
+        .iter()
+        .find(|s| !(s.mean.is_finite() && s.sd.is_finite() && s.sd >= 0.0))
+    {
+        return Err(malformed(format!(
+            "range [{}, {}) has mean {} and spread {}",
+            s.start, s.end, s.mean, s.sd
+        )));
+    }
+    let reference = stats[0];
+    let var_ref = reference.sd.powi(2) / reference.n as f64;
+    let contrasts = stats[1..]
+        .iter()
+        .map(|s| {
+            let var = s.sd.powi(2) / s.n as f64;
+            let total = var + var_ref;
+            let df = if total > 0.0 {
+                total.powi(2)
+                    / (var.powi(2) / (s.n - 1) as f64 + var_ref.powi(2) / (reference.n - 1) as f64)
+            } else {
+                (s.n + reference.n - 2) as f64
+            };
+            Contrast {
+                start: s.start,
+                end: s.end,
+                windows: s.n,
+                rise: s.mean - reference.mean,
+                stderr: total.sqrt(),
+                df,
+            }
+        })
+        .collect();
+    Ok(judge(
+        curve,
+        (reference.start, reference.end),
+        reference.mean,
+        reference.n,
+        contrasts,
+        config,
+    ))
+}
+
+/// The rise test on per-window values `values[w][r]` of the same windows over `ranges`
+/// (`ranges[0]` the in-length reference): each window's rise is paired with its own
+/// reference, as when comparing two runs scored on the same text.
+pub fn rise_test_paired(
+    curve: &str,
+    ranges: &[(usize, usize)],
+    values: &[Vec<f64>],
+    config: &VerdictConfig,
+) -> Result<RiseTest, VerdictError> {
+    check_config(config)?;
+    let malformed = |reason: String| VerdictError::Malformed {
+        curve: curve.to_string(),
+        reason,
+    };
+    if ranges.len() < 2 {
+        return Err(malformed(format!(
+            "{} range(s); the test needs the in-length reference and at least one range past \
+             T_train",
+            ranges.len()
+        )));
+    }
+    let n = values.len();
+    if n < 2 {
+        return Err(VerdictError::TooFewWindows {
+            curve: curve.to_string(),
+            found: n,
+        });
+    }
+    if let Some((w, row)) = values
+        .iter()
+        .enumerate()
+        .find(|(_, row)| row.len() != ranges.len() || row.iter().any(|v| !v.is_finite()))
+    {
+        return Err(malformed(format!(
+            "window {w} has {} values (all must be finite) for {} ranges",
+            row.len(),
+            ranges.len()
+        )));
+    }
+    let (in_length_mean, _) = mean_sd(values.iter().map(|row| row[0]));
+    let contrasts = (1..ranges.len())
+        .map(|r| {
+            let (rise, sd) = mean_sd(values.iter().map(|row| row[r] - row[0]));
+            Contrast {
+                start: ranges[r].0,
+                end: ranges[r].1,
+                windows: n,
+                rise,
+                stderr: sd / (n as f64).sqrt(),
+                df: (n - 1) as f64,
+            }
+        })
+        .collect();
+    Ok(judge(
+        curve,
+        ranges[0],
         in_length_mean,
-        beyond_max,
-        beyond_argmax,
-        threshold,
-        slope_per_1k,
-        passes_max,
-        passes_slope,
-        forgets: passes_max && passes_slope,
-    })
+        n,
+        contrasts,
+        config,
+    ))
 }
 
-/// Ordinary least squares `y = a x + b`; `None` with fewer than two distinct x.
-pub fn least_squares(points: &[(f64, f64)]) -> Option<(f64, f64)> {
-    let n = points.len() as f64;
-    if points.len() < 2 {
-        return None;
-    }
-    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
-    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
-    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
-    if sxx <= 0.0 {
-        return None;
-    }
-    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-    let a = sxy / sxx;
-    Some((a, my - a * mx))
-}
-
-/// Upper bound on a reported memory length, standing for "never forgets" (alpha = 1), since
-/// JSON has no infinity.
-pub const MEMORY_LENGTH_CAP: f64 = 1e15;
-
-/// Effective memory length of a head whose mean log decay per token is `mean_log_alpha`
-/// (= mean of dt * A, <= 0): the number of tokens until the decay product drops below 1/e,
-/// `1 / |mean log alpha|`, capped at [`MEMORY_LENGTH_CAP`].
-pub fn memory_length(mean_log_alpha: f64) -> f64 {
-    if mean_log_alpha >= 0.0 {
-        MEMORY_LENGTH_CAP
+/// The three-way decision over a test's contrasts (see the module docs).
+fn judge(
+    curve: &str,
+    in_length: (usize, usize),
+    in_length_mean: f64,
+    windows: usize,
+    contrasts: Vec<Contrast>,
+    config: &VerdictConfig,
+) -> RiseTest {
+    let k = contrasts.len() as f64;
+    let alpha = 1.0 - config.confidence;
+    let margin = config.epsilon;
+    let rises: Vec<RangeRise> = contrasts
+        .iter()
+        .map(|c| RangeRise {
+            start: c.start,
+            end: c.end,
+            windows: c.windows,
+            rise: c.rise,
+            stderr: c.stderr,
+            low: c.rise - t_quantile(1.0 - alpha / k, c.df) * c.stderr,
+            high: c.rise + t_quantile(1.0 - alpha, c.df) * c.stderr,
+        })
+        .collect();
+    let argmax = |key: fn(&RangeRise) -> f64| {
+        (0..rises.len())
+            .max_by(|&a, &b| key(&rises[a]).total_cmp(&key(&rises[b])))
+            .unwrap_or(0)
+    };
+    let by_low = argmax(|r| r.low);
+    let by_high = argmax(|r| r.high);
+    let (outcome, decisive) = if rises[by_low].low > margin {
+        (Outcome::DoesNotForget, by_low)
+    } else if rises[by_high].high < margin {
+        (Outcome::Forgets, by_high)
     } else {
-        (1.0 / -mean_log_alpha).min(MEMORY_LENGTH_CAP)
+        (Outcome::Undetermined, by_high)
+    };
+    let windows_needed = (outcome == Outcome::Undetermined)
+        .then(|| windows_needed(&rises, margin))
+        .flatten();
+    RiseTest {
+        curve: curve.to_string(),
+        windows,
+        in_length,
+        in_length_mean,
+        ranges: rises,
+        decisive,
+        outcome,
+        windows_needed,
     }
 }
 
-/// Memory lengths from a `[layer][head]` matrix of mean log decays (mean of dt * A per token).
+/// About how many windows (of the deciding range, every range scaled alike) would decide an
+/// undetermined test at the same spread and effects: enough for one range above the margin to
+/// clear it from below, or, when every rise is below the margin, for all of them to clear it.
+fn windows_needed(rises: &[RangeRise], margin: f64) -> Option<usize> {
+    // The bound's half-width shrinks as 1/sqrt(windows); scale it until it fits the gap.
+    let needed = |r: &RangeRise, half: f64, gap: f64| {
+        (r.windows as f64 * (half / gap).powi(2)).ceil() as usize
+    };
+    let above: Vec<usize> = rises
+        .iter()
+        .filter(|r| r.rise > margin)
+        .map(|r| needed(r, r.rise - r.low, r.rise - margin))
+        .collect();
+    if !above.is_empty() {
+        return above.into_iter().min();
+    }
+    if rises.iter().any(|r| r.rise >= margin) {
+        return None;
+    }
+    rises
+        .iter()
+        .map(|r| needed(r, r.high - r.rise, margin - r.rise))
+        .max()
+}
+
+/// `a - b` window by window and range by range.
+pub fn paired_difference(a: &[Vec<f64>], b: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.iter().zip(y).map(|(p, q)| p - q).collect())
+        .collect()
+}
+
+/// The mean of `blocks` values over `[lo, hi)` per window, when `[lo, hi)` is a union of blocks.
+fn from_blocks(blocks: &WindowRanges, lo: usize, hi: usize) -> Option<Vec<f64>> {
+    let first = blocks.ranges.iter().position(|&(s, _)| s == lo)?;
+    let last = blocks.ranges.iter().position(|&(_, e)| e == hi)?;
+    if last < first {
+        return None;
+    }
+    Some(
+        blocks
+            .model
+            .iter()
+            .map(|row| {
+                let sum: f64 = (first..=last)
+                    .map(|i| row[i] * (blocks.ranges[i].1 - blocks.ranges[i].0) as f64)
+                    .sum();
+                sum / (hi - lo) as f64
+            })
+            .collect(),
+    )
+}
+
+/// The run's loss minus the control run's loss, window by window, over the run's verdict
+/// ranges, read from both runs' dyadic blocks. `None` when a range is not a union of blocks
+/// (a training length that is not a power of two) or the control's horizon is shorter.
+pub fn reference_values(
+    run_ranges: &[(usize, usize)],
+    run: &WindowRanges,
+    control: &WindowRanges,
+) -> Result<Option<Vec<Vec<f64>>>, VerdictError> {
+    if run.windows_id != control.windows_id || run.model.len() != control.model.len() {
+        return Err(VerdictError::DifferentWindows {
+            a: run.windows_id.clone(),
+            b: control.windows_id.clone(),
+        });
+    }
+    let mut columns = Vec::with_capacity(run_ranges.len());
+    for &(lo, hi) in run_ranges {
+        let (Some(a), Some(b)) = (from_blocks(run, lo, hi), from_blocks(control, lo, hi)) else {
+            return Ok(None);
+        };
+        columns.push(a.iter().zip(&b).map(|(x, y)| x - y).collect::<Vec<f64>>());
+    }
+    Ok(Some(
+        (0..run.model.len())
+            .map(|w| columns.iter().map(|c| c[w]).collect())
+            .collect(),
+    ))
+}
+
+/// Token-by-token memory lengths of one head from its log decays `log_alpha[t]` (<= 0): at
+/// token t, the number of tokens `m` back such that the decays of tokens `t-m+1..=t` multiply
+/// to at most 1/e, i.e. the smallest `m` with `sum(log_alpha[t-m+1..=t]) <= -1`. Tokens whose
+/// whole prefix has not decayed that far get [`MEMORY_LENGTH_CAP`] (longer than the prompt).
+pub fn token_memory_lengths(log_alpha: &[f64]) -> Vec<f64> {
+    // prefix[i] = sum of log_alpha[..i], non-increasing; find the largest s <= t with
+    // prefix[s] >= prefix[t + 1] + 1 by binary search.
+    let mut prefix = Vec::with_capacity(log_alpha.len() + 1);
+    prefix.push(0.0f64);
+    for &la in log_alpha {
+        prefix.push(prefix[prefix.len() - 1] + la.min(0.0));
+    }
+    (0..log_alpha.len())
+        .map(|t| {
+            let target = prefix[t + 1] + 1.0;
+            // Number of s in 0..=t with prefix[s] >= target (a prefix of 0..=t).
+            let count = prefix[..=t].partition_point(|&p| p >= target);
+            if count == 0 {
+                MEMORY_LENGTH_CAP
+            } else {
+                (t + 1 - (count - 1)) as f64
+            }
+        })
+        .collect()
+}
+
+/// `(median, max)` of a head's token-by-token memory lengths over the second half of the
+/// prompt. A token can only show a memory as long as its prefix, so early tokens are censored;
+/// in the second half every memory shorter than half the prompt is seen exactly, and a longer
+/// one reads as [`MEMORY_LENGTH_CAP`].
+pub fn head_memory(log_alpha: &[f64]) -> (f64, f64) {
+    let all = token_memory_lengths(log_alpha);
+    let mut lengths = all[all.len() / 2..].to_vec();
+    if lengths.is_empty() {
+        return (0.0, 0.0);
+    }
+    lengths.sort_by(f64::total_cmp);
+    (median_sorted(&lengths), lengths[lengths.len() - 1])
+}
+
+fn median_sorted(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+/// Memory lengths from `[layer][head]` per-head medians and maxima over tokens.
 pub fn memory_lengths(
-    mean_log_decay: &[Vec<f64>],
+    medians: &[Vec<f64>],
+    maxima: &[Vec<f64>],
     seq_len: usize,
 ) -> Result<MemoryLengths, VerdictError> {
-    if mean_log_decay.iter().all(Vec::is_empty) {
+    if medians.iter().all(Vec::is_empty) {
         return Err(VerdictError::InvalidDecay("no heads given".into()));
     }
-    let mut per_head = Vec::with_capacity(mean_log_decay.len());
     let mut all = Vec::new();
-    for (layer, heads) in mean_log_decay.iter().enumerate() {
-        let mut row = Vec::with_capacity(heads.len());
-        for (head, &v) in heads.iter().enumerate() {
-            if !v.is_finite() || v > 0.0 {
+    for (layer, heads) in medians.iter().enumerate() {
+        for (head, &m) in heads.iter().enumerate() {
+            if !(m >= 0.0 && m.is_finite()) {
                 return Err(VerdictError::InvalidDecay(format!(
-                    "layer {layer} head {head}: mean log decay is {v}; it must be a finite \
-                     number <= 0 (alpha = exp(dt * A) is at most 1)"
+                    "layer {layer} head {head}: memory length is {m}; it must be a finite \
+                     number >= 0"
                 )));
             }
-            let m = memory_length(v);
-            row.push(m);
             all.push(m);
         }
-        per_head.push(row);
     }
     all.sort_by(f64::total_cmp);
-    let n = all.len();
-    let median = if n % 2 == 1 {
-        all[n / 2]
-    } else {
-        (all[n / 2 - 1] + all[n / 2]) / 2.0
-    };
-    let max = all[n - 1];
+    let max = all[all.len() - 1];
     Ok(MemoryLengths {
-        per_head,
+        per_head: medians.to_vec(),
+        per_head_max: maxima.to_vec(),
         max,
-        median,
+        median: median_sorted(&all),
         any_beyond_train_len: max > seq_len as f64,
     })
 }
@@ -333,429 +453,229 @@ pub struct VerdictInput<'a> {
     pub run: &'a str,
     /// Training length T_train.
     pub seq_len: usize,
+    pub horizon: usize,
     pub state_size: u64,
-    /// Which prompt the buckets come from (`text` normally).
+    /// Which prompt the ranges come from (`text` normally).
     pub prompt: &'a str,
-    /// The bucketed curve, with `ngram` set when the baseline was computed.
-    pub buckets: &'a [LossBucket],
-    /// Per-head memory lengths, when diagnostics were extracted.
-    pub memory: Option<MemoryLengths>,
+    /// The verdict's range samples of that prompt.
+    pub ranges: &'a RangeSamples,
+    /// Per-head memory lengths (required: no verdict without them).
+    pub memory: MemoryLengths,
     pub config: &'a VerdictConfig,
+}
+
+fn curve_name(curve: VerdictCurve) -> &'static str {
+    match curve {
+        VerdictCurve::Raw => "raw",
+        VerdictCurve::Excess => "excess",
+        VerdictCurve::Reference => "reference",
+    }
+}
+
+/// The tests a run's own samples support: raw loss, excess over the n-gram, and the n-gram's
+/// own curve (how the text's difficulty moves with position).
+pub fn own_tests(
+    samples: &RangeSamples,
+    config: &VerdictConfig,
+) -> Result<Vec<RiseTest>, VerdictError> {
+    let stat = |s: &forgetlab_runs::results::RangeSample, mean: f64, sd: f64| RangeStat {
+        start: s.start,
+        end: s.end,
+        n: s.windows,
+        mean,
+        sd,
+    };
+    let raw: Vec<RangeStat> = samples
+        .ranges
+        .iter()
+        .map(|s| stat(s, s.mean, s.sd))
+        .collect();
+    let mut tests = vec![rise_test("raw", &raw, config)?];
+    let baselines: Option<Vec<(RangeStat, RangeStat)>> = samples
+        .ranges
+        .iter()
+        .map(|s| {
+            s.ngram
+                .as_ref()
+                .map(|b| (stat(s, s.mean - b.mean, b.excess_sd), stat(s, b.mean, b.sd)))
+        })
+        .collect();
+    if let Some(pairs) = baselines {
+        let (excess, text): (Vec<RangeStat>, Vec<RangeStat>) = pairs.into_iter().unzip();
+        tests.push(rise_test("excess", &excess, config)?);
+        tests.push(rise_test("text-difficulty", &text, config)?);
+    }
+    Ok(tests)
 }
 
 /// Decides whether a run forgets and explains why.
 pub fn decide(input: VerdictInput<'_>) -> Result<ForgetVerdict, VerdictError> {
     let config = input.config;
-    let raw = criterion("raw", &raw_curve(input.buckets), input.seq_len, config)?;
-    let excess = excess_curve(input.buckets)
-        .map(|points| criterion("excess", &points, input.seq_len, config))
-        .transpose()?;
-
-    let mut notes = Vec::new();
-    let (decided_on, decisive) = match (config.on, &excess) {
-        (VerdictCurve::Excess, Some(e)) => (VerdictCurve::Excess, e),
-        (VerdictCurve::Excess, None) => {
-            notes.push(
-                "No n-gram baseline on these buckets, so the decision uses raw loss, which \
-                 also moves with text difficulty."
-                    .to_string(),
-            );
-            (VerdictCurve::Raw, &raw)
-        }
-        (VerdictCurve::Raw, _) => (VerdictCurve::Raw, &raw),
-    };
-    let loss_says = decisive.forgets;
-    let mut forgets = Some(loss_says);
-    if let Some(memory) = &input.memory
-        && !memory.any_beyond_train_len
-    {
-        forgets = None;
-        notes.insert(
-            0,
-            format!(
-                "Undetermined: no head remembers past T_train = {} tokens (longest effective \
-                 memory {:.0} tokens), so this run forgets trivially and cannot show whether \
-                 it learned to forget; the loss test alone says it {}.",
-                input.seq_len,
-                memory.max,
-                if loss_says { "forgets" } else { "does not" }
-            ),
-        );
-    } else {
-        notes.insert(
-            0,
-            if loss_says {
-                format!(
-                    "Forgets: the {} loss stays flat past T_train = {}.",
-                    decisive.curve, input.seq_len
-                )
-            } else {
-                format!(
-                    "Does not forget: the {} loss rises past T_train = {}.",
-                    decisive.curve, input.seq_len
-                )
-            },
-        );
+    check_config(config)?;
+    if input.seq_len == 0 {
+        return Err(VerdictError::ZeroTrainLength);
     }
-    notes.push(describe(decisive, config));
-    if decided_on == VerdictCurve::Excess && raw.forgets != loss_says {
-        notes.push(format!(
-            "The raw-loss test disagrees ({}): {}",
-            if raw.forgets { "flat" } else { "rising" },
-            describe(&raw, config)
-        ));
-    }
-    Ok(ForgetVerdict {
+    let mut verdict = ForgetVerdict {
+        version: VERDICT_VERSION,
         run: input.run.to_string(),
         seq_len: input.seq_len,
         state_size: input.state_size,
-        forgets,
-        decided_on,
+        forgets: None,
+        decided_on: config.on,
         prompt: input.prompt.to_string(),
-        epsilon: config.epsilon,
-        max_slope_per_1k: config.max_slope_per_1k,
-        excess,
-        raw,
-        reference: None,
-        memory: input.memory,
-        note: notes.join(" "),
-    })
+        margin: config.epsilon,
+        confidence: config.confidence,
+        decision: None,
+        tests: Vec::new(),
+        undetermined: None,
+        memory: Some(input.memory.clone()),
+        note: String::new(),
+    };
+    if input.ranges.ranges.len() < 2 {
+        verdict.undetermined = Some(Undetermined::HorizonTooShort {
+            horizon: input.horizon,
+        });
+        verdict.note = format!(
+            "Undetermined: the horizon {} does not reach past T_train = {}; evaluate to at \
+             least 2x T_train (default 8x).",
+            input.horizon, input.seq_len
+        );
+        return Ok(verdict);
+    }
+    verdict.tests = own_tests(input.ranges, config)?;
+    let mut notes = Vec::new();
+    let wanted = curve_name(config.on);
+    let decision = match verdict.test(wanted) {
+        Some(t) => t.clone(),
+        None => {
+            notes.push(format!(
+                "No {wanted} curve on these windows (no n-gram baseline), so the decision uses \
+                 raw loss."
+            ));
+            verdict.decided_on = VerdictCurve::Raw;
+            verdict.tests[0].clone()
+        }
+    };
+    let loss_says = decision.outcome;
+    let memory = &input.memory;
+    if !memory.any_beyond_train_len {
+        verdict.undetermined = Some(Undetermined::MemoryTooShort {
+            longest_median: memory.max,
+        });
+        notes.insert(
+            0,
+            format!(
+                "Undetermined: no head remembers past T_train = {} tokens at a typical token \
+                 (longest median memory {:.0} tokens), so this run forgets trivially and cannot \
+                 show whether it learned to forget; the loss test alone says {}.",
+                input.seq_len,
+                memory.max,
+                outcome_words(loss_says)
+            ),
+        );
+    } else {
+        verdict.forgets = loss_says.forgets();
+        if loss_says == Outcome::Undetermined {
+            verdict.undetermined = Some(Undetermined::TooNoisy {
+                windows_needed: decision.windows_needed,
+            });
+        }
+        notes.insert(0, headline(&decision, input.seq_len, config));
+    }
+    notes.push(describe(&decision, config));
+    for other in &verdict.tests {
+        if other.curve != decision.curve
+            && other.curve != "text-difficulty"
+            && other.outcome != decision.outcome
+        {
+            notes.push(format!(
+                "The {} test says {}: {}",
+                other.curve,
+                outcome_words(other.outcome),
+                describe(other, config)
+            ));
+        }
+    }
+    if let Some(text) = verdict.test("text-difficulty")
+        && text
+            .ranges
+            .iter()
+            .any(|r| r.low > config.epsilon || r.high < -config.epsilon)
+    {
+        notes.push(format!(
+            "The text's own difficulty (the n-gram's loss) changes with position by more than \
+             the margin: {}",
+            describe(text, config)
+        ));
+    }
+    verdict.decision = Some(decision);
+    verdict.note = notes.join(" ");
+    Ok(verdict)
 }
 
-/// One sentence with the numbers that decided a criterion.
-pub fn describe(c: &CriterionResult, config: &VerdictConfig) -> String {
-    let ok = |b: bool| if b { "pass" } else { "fail" };
+fn outcome_words(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Forgets => "it forgets",
+        Outcome::DoesNotForget => "it does not forget",
+        Outcome::Undetermined => "undetermined",
+    }
+}
+
+fn headline(test: &RiseTest, seq_len: usize, config: &VerdictConfig) -> String {
+    let r = test.decisive_range();
+    match test.outcome {
+        Outcome::Forgets => format!(
+            "Forgets: past T_train = {seq_len} the {} loss rises at most {:+.3} nats (upper \
+             bound, range [{}, {})), below the margin {}.",
+            test.curve, r.high, r.start, r.end, config.epsilon
+        ),
+        Outcome::DoesNotForget => format!(
+            "Does not forget: over [{}, {}) the {} loss rises {:+.3} nats above its in-length \
+             mean (at least {:+.3}), beyond the margin {}.",
+            r.start, r.end, test.curve, r.rise, r.low, config.epsilon
+        ),
+        Outcome::Undetermined => format!(
+            "Undetermined (too noisy): over [{}, {}) the {} loss rises {:+.3} nats, interval \
+             [{:+.3}, {:+.3}] contains the margin {}{}.",
+            r.start,
+            r.end,
+            test.curve,
+            r.rise,
+            r.low,
+            r.high,
+            config.epsilon,
+            match test.windows_needed {
+                Some(w) => format!("; about {w} windows would decide it"),
+                None => String::new(),
+            }
+        ),
+    }
+}
+
+/// One sentence with the numbers of a test.
+pub fn describe(t: &RiseTest, config: &VerdictConfig) -> String {
+    let ranges: Vec<String> = t
+        .ranges
+        .iter()
+        .map(|r| {
+            format!(
+                "[{}, {}) {:+.3} ({:+.3}..{:+.3})",
+                r.start, r.end, r.rise, r.low, r.high
+            )
+        })
+        .collect();
     format!(
-        "{} loss: max beyond T_train {:.4} nats at position {} vs in-length mean {:.4} + \
-         epsilon {} = {:.4} ({}); slope over the last half of the horizon {:+.4} nats/1K \
-         tokens vs limit {} ({}).",
-        c.curve,
-        c.beyond_max,
-        c.beyond_argmax,
-        c.in_length_mean,
-        config.epsilon,
-        c.threshold,
-        ok(c.passes_max),
-        c.slope_per_1k,
-        config.max_slope_per_1k,
-        ok(c.passes_slope)
+        "{} loss over {} windows, rise above the in-length mean {:.3} of [{}, {}) at {:.0}% \
+         confidence: {}.",
+        t.curve,
+        t.windows,
+        t.in_length_mean,
+        t.in_length.0,
+        t.in_length.1,
+        config.confidence * 100.0,
+        ranges.join(", ")
     )
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
-
-    const T: usize = 1024;
-    const BUCKET: usize = 128;
-    const HORIZON: usize = 8 * T;
-
-    /// A bucketed curve from a function of the bucket centre, with optional Gaussian-ish noise
-    /// and an n-gram baseline that varies with position (text difficulty).
-    fn curve(
-        f: impl Fn(f64) -> f64,
-        baseline: impl Fn(f64) -> f64,
-        noise: f64,
-        seed: u64,
-    ) -> Vec<LossBucket> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        (0..HORIZON / BUCKET)
-            .map(|i| {
-                let (start, end) = (i * BUCKET, (i + 1) * BUCKET);
-                let x = (start + end) as f64 / 2.0;
-                // Sum of uniforms: roughly normal with standard deviation `noise`.
-                let eps: f64 = (0..12).map(|_| rng.random_range(-0.5..0.5)).sum::<f64>() * noise;
-                let base = baseline(x);
-                LossBucket {
-                    start,
-                    end,
-                    loss: base + f(x) + eps,
-                    stderr: noise,
-                    ngram: Some(base),
-                    reference: None,
-                }
-            })
-            .collect()
-    }
-
-    fn flat_text(_x: f64) -> f64 {
-        3.0
-    }
-
-    fn input<'a>(buckets: &'a [LossBucket], config: &'a VerdictConfig) -> VerdictInput<'a> {
-        VerdictInput {
-            run: "r",
-            seq_len: T,
-            state_size: 1000,
-            prompt: "text",
-            buckets,
-            memory: None,
-            config,
-        }
-    }
-
-    #[test]
-    fn flat_curve_forgets() {
-        let cfg = VerdictConfig::default();
-        let b = curve(|_| 0.5, flat_text, 0.0, 0);
-        let v = decide(input(&b, &cfg)).unwrap();
-        assert_eq!(v.forgets, Some(true), "{}", v.note);
-        let e = v.excess.unwrap();
-        assert!((e.in_length_mean - 0.5).abs() < 1e-12);
-        assert!((e.beyond_max - 0.5).abs() < 1e-12);
-        assert!(e.slope_per_1k.abs() < 1e-12);
-        assert_eq!(v.decided_on, VerdictCurve::Excess);
-        assert!(v.note.starts_with("Forgets"), "{}", v.note);
-    }
-
-    #[test]
-    fn exploding_curve_does_not_forget() {
-        let cfg = VerdictConfig::default();
-        // Flat within T, then exponential growth past 2T.
-        let b = curve(
-            |x| {
-                0.5 + if x > 2.0 * T as f64 {
-                    ((x - 2.0 * T as f64) / 1500.0).exp() - 1.0
-                } else {
-                    0.0
-                }
-            },
-            flat_text,
-            0.0,
-            0,
-        );
-        let v = decide(input(&b, &cfg)).unwrap();
-        assert_eq!(v.forgets, Some(false), "{}", v.note);
-        let e = v.excess.unwrap();
-        assert!(!e.passes_max && !e.passes_slope);
-        assert_eq!(e.beyond_argmax, HORIZON - BUCKET);
-        assert!(v.note.starts_with("Does not forget"), "{}", v.note);
-    }
-
-    #[test]
-    fn noisy_flat_and_noisy_rising_curves_are_told_apart() {
-        let cfg = VerdictConfig::default();
-        for seed in 0..20 {
-            let flat = curve(|_| 0.4, flat_text, 0.01, seed);
-            let v = decide(input(&flat, &cfg)).unwrap();
-            assert_eq!(v.forgets, Some(true), "seed {seed}: {}", v.note);
-            // A slow linear drift of 0.1 nats per 1K tokens past T.
-            let rising = curve(
-                |x| 0.4 + (x - T as f64).max(0.0) * 1e-4,
-                flat_text,
-                0.01,
-                seed,
-            );
-            let v = decide(input(&rising, &cfg)).unwrap();
-            assert_eq!(v.forgets, Some(false), "seed {seed}: {}", v.note);
-        }
-    }
-
-    #[test]
-    fn slow_drift_is_caught_by_the_slope_alone() {
-        // Rises 0.06 nats/1K only in the last half: the max test tolerates it (peak within
-        // epsilon), the slope test does not.
-        let cfg = VerdictConfig {
-            epsilon: 0.5,
-            ..VerdictConfig::default()
-        };
-        let b = curve(|x| 0.4 + (x - 4096.0).max(0.0) * 6e-5, flat_text, 0.0, 0);
-        let c = criterion("excess", &excess_curve(&b).unwrap(), T, &cfg).unwrap();
-        assert!(c.passes_max && !c.passes_slope, "{c:?}");
-        assert!((c.slope_per_1k - 0.06).abs() < 0.01, "{}", c.slope_per_1k);
-        assert!(!c.forgets);
-    }
-
-    #[test]
-    fn baseline_removes_text_difficulty_that_fools_the_raw_test() {
-        // Text gets harder with position; the model tracks it exactly (perfect forgetter).
-        let cfg = VerdictConfig::default();
-        let b = curve(|_| 0.3, |x| 2.5 + x / 4000.0, 0.0, 0);
-        let v = decide(input(&b, &cfg)).unwrap();
-        assert_eq!(v.forgets, Some(true), "{}", v.note);
-        assert!(!v.raw.forgets);
-        assert!(v.note.contains("raw-loss test disagrees"), "{}", v.note);
-        // Deciding on raw loss gets it wrong, as documented.
-        let raw_cfg = VerdictConfig {
-            on: VerdictCurve::Raw,
-            ..VerdictConfig::default()
-        };
-        assert_eq!(decide(input(&b, &raw_cfg)).unwrap().forgets, Some(false));
-    }
-
-    #[test]
-    fn missing_baseline_falls_back_to_raw_and_says_so() {
-        let cfg = VerdictConfig::default();
-        let mut b = curve(|_| 0.5, flat_text, 0.0, 0);
-        b[3].ngram = None;
-        let v = decide(input(&b, &cfg)).unwrap();
-        assert_eq!(v.decided_on, VerdictCurve::Raw);
-        assert!(v.excess.is_none());
-        assert!(v.note.contains("No n-gram baseline"), "{}", v.note);
-    }
-
-    #[test]
-    fn no_long_memory_head_makes_the_verdict_undetermined() {
-        let cfg = VerdictConfig::default();
-        let b = curve(|_| 0.5, flat_text, 0.0, 0);
-        // Memory lengths 10, 100 and 500 tokens, all below T = 1024.
-        let memory = memory_lengths(&[vec![-0.1, -0.01], vec![-0.002]], T).unwrap();
-        assert!(!memory.any_beyond_train_len);
-        let v = decide(VerdictInput {
-            memory: Some(memory),
-            ..input(&b, &cfg)
-        })
-        .unwrap();
-        assert_eq!(v.forgets, None);
-        assert!(v.note.contains("cannot show"), "{}", v.note);
-        let long = memory_lengths(&[vec![-0.1, -1e-4]], T).unwrap();
-        assert!(long.any_beyond_train_len);
-        let v = decide(VerdictInput {
-            memory: Some(long),
-            ..input(&b, &cfg)
-        })
-        .unwrap();
-        assert_eq!(v.forgets, Some(true));
-    }
-
-    #[test]
-    fn memory_lengths_are_inverse_log_decays() {
-        let m = memory_lengths(&[vec![-0.5, -0.25], vec![-0.01, 0.0]], 50).unwrap();
-        assert_eq!(m.per_head[0], vec![2.0, 4.0]);
-        assert!((m.per_head[1][0] - 100.0).abs() < 1e-9);
-        assert_eq!(m.per_head[1][1], MEMORY_LENGTH_CAP);
-        assert_eq!(m.max, MEMORY_LENGTH_CAP);
-        assert!((m.median - 52.0).abs() < 1e-9);
-        // The decay product really crosses 1/e at the memory length.
-        let la: f64 = -0.01;
-        let k = memory_length(la);
-        assert!(((la * k).exp() - (-1.0f64).exp()).abs() < 1e-12);
-        assert!(
-            memory_lengths(&[vec![0.1]], 5)
-                .unwrap_err()
-                .to_string()
-                .contains("layer 0 head 0")
-        );
-        assert!(memory_lengths(&[vec![], vec![f64::NAN]], 5).is_err());
-        assert!(memory_lengths(&[vec![]], 5).is_err());
-    }
-
-    #[test]
-    fn degenerate_curves_get_clear_errors() {
-        let cfg = VerdictConfig::default();
-        let short: Vec<CurvePoint> = (0..8)
-            .map(|i| CurvePoint {
-                start: i * 128,
-                end: (i + 1) * 128,
-                value: 1.0,
-            })
-            .collect();
-        let err = criterion("raw", &short, T, &cfg).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                VerdictError::HorizonNotBeyondTrain { horizon: 1024, .. }
-            ),
-            "{err}"
-        );
-        let coarse: Vec<CurvePoint> = (0..8)
-            .map(|i| CurvePoint {
-                start: i * 1024,
-                end: (i + 1) * 1024,
-                value: 1.0,
-            })
-            .collect();
-        let err = criterion("raw", &coarse, T, &cfg).unwrap_err();
-        assert!(
-            matches!(err, VerdictError::NoInLengthBucket { lo: 512, .. }),
-            "{err}"
-        );
-        // Horizon 1.5 T with 512-token buckets: only one bucket in the last half.
-        let barely: Vec<CurvePoint> = (0..3)
-            .map(|i| CurvePoint {
-                start: i * 512,
-                end: (i + 1) * 512,
-                value: 1.0,
-            })
-            .collect();
-        let err = criterion("raw", &barely, T, &cfg).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                VerdictError::TooFewSlopeBuckets {
-                    found: 1,
-                    from: 768,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        assert!(matches!(
-            criterion("raw", &[], T, &cfg).unwrap_err(),
-            VerdictError::EmptyCurve { .. }
-        ));
-        assert_eq!(
-            criterion("raw", &coarse, 0, &cfg).unwrap_err(),
-            VerdictError::ZeroTrainLength
-        );
-        let bad = VerdictConfig {
-            epsilon: -1.0,
-            ..VerdictConfig::default()
-        };
-        assert!(matches!(
-            criterion("raw", &coarse, T, &bad).unwrap_err(),
-            VerdictError::InvalidConfig(_)
-        ));
-        let mut gap = short.clone();
-        gap[2].start += 1;
-        assert!(matches!(
-            criterion("raw", &gap, 512, &cfg).unwrap_err(),
-            VerdictError::Bucket(_)
-        ));
-    }
-
-    #[test]
-    fn narrow_trailing_bucket_is_ignored() {
-        let cfg = VerdictConfig::default();
-        let mut points: Vec<CurvePoint> = (0..64)
-            .map(|i| CurvePoint {
-                start: i * 128,
-                end: (i + 1) * 128,
-                value: 1.0,
-            })
-            .collect();
-        points.push(CurvePoint {
-            start: 8192,
-            end: 8195,
-            value: 9.0,
-        });
-        let c = criterion("raw", &points, T, &cfg).unwrap();
-        assert!(c.forgets, "{c:?}");
-        assert_eq!(c.beyond_max, 1.0);
-    }
-
-    #[test]
-    fn reference_curve_compares_across_bucket_sizes() {
-        let cfg = VerdictConfig::default();
-        let run = curve(|_| 0.5, flat_text, 0.0, 0); // buckets of 128 to 8192
-        // Reference: same text, 2048-token training, buckets of 256 to 16384, loss 0.1 lower.
-        let reference: Vec<LossBucket> = (0..64)
-            .map(|i| LossBucket {
-                start: i * 256,
-                end: (i + 1) * 256,
-                loss: 3.4,
-                stderr: 0.0,
-                ngram: None,
-                reference: None,
-            })
-            .collect();
-        let points = reference_curve(&run, &reference).unwrap();
-        assert_eq!(points.len(), 32);
-        assert_eq!(points.last().unwrap().end, 8192);
-        assert!(points.iter().all(|p| (p.value - 0.1).abs() < 1e-12));
-        let c = criterion("reference", &points, T, &cfg).unwrap();
-        assert!(c.forgets);
-    }
-}
+mod tests;

@@ -2,7 +2,7 @@
 //! memory out to a million tokens.
 
 use burn::prelude::*;
-use forgetlab_eval::per_position::{PerPositionOptions, draw_windows, stream_losses};
+use forgetlab_eval::per_position::{PerPositionOptions, cut_windows, stream_losses};
 use forgetlab_model::bench::{peak_rss_mib, reset_peak_rss};
 use forgetlab_model::{Mamba2, Mamba2Config, ScanHooks};
 
@@ -55,7 +55,7 @@ fn losses(
 #[test]
 fn streaming_per_position_loss_equals_one_chunked_pass() {
     let model = tiny(256);
-    let windows = draw_windows(&pool(5000, 256), 3, 301, 1);
+    let windows = cut_windows(&pool(5000, 256), 3, 301).unwrap();
     let whole = losses(&model, &windows, 300, 300, 3);
     for (segment, batch) in [(7, 2), (64, 1), (129, 3)] {
         let streamed = losses(&model, &windows, 300, segment, batch);
@@ -88,7 +88,7 @@ fn a_million_token_evaluation_runs_in_flat_memory() {
     let model = tiny(256);
     let mut peaks = Vec::new();
     for horizon in [65_536usize, 1_048_576] {
-        let windows = draw_windows(&pool(300_000, 256), 1, horizon + 1, 2);
+        let windows = cut_windows(&pool(horizon + 1, 256), 1, horizon + 1).unwrap();
         reset_peak_rss();
         let start = std::time::Instant::now();
         let mut sum = 0.0f64;

@@ -225,6 +225,7 @@ mod tests {
                 .collect(),
             alpha_time_mean: alpha,
             memory_length: -1.0 / alpha.ln(),
+            memory_max: None,
         }
     }
 

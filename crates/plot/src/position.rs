@@ -1,7 +1,7 @@
 //! Loss against token position, the paper's central picture: a run that learned to forget
 //! keeps a flat curve past its training length (dashed line), one that did not blows up.
 
-use forgetlab_runs::results::PerPositionReport;
+use forgetlab_runs::results::{PerPositionReport, RangeSamples};
 
 use crate::axis::{AxisSpec, Scale, TickFormat};
 use crate::canvas::{DEFAULT_SIZE, Layer, Plot, render};
@@ -49,6 +49,30 @@ pub struct LabeledCurve {
     pub baseline: Vec<(f64, f64)>,
     /// The run's training length; its marker line takes the curve's colour.
     pub train_len: Option<usize>,
+    /// The verdict's ranges: `(start, end, low, high)`, each range's mean ± 2 standard errors
+    /// across its windows, drawn as shaded boxes.
+    pub range_bands: Vec<(f64, f64, f64, f64)>,
+}
+
+/// Each verdict range's mean ± 2 standard errors across its windows, for `quantity`.
+fn range_bands(samples: &RangeSamples, quantity: PositionQuantity) -> Vec<(f64, f64, f64, f64)> {
+    samples
+        .ranges
+        .iter()
+        .filter(|r| r.windows >= 2)
+        .filter_map(|r| {
+            let (mean, sd) = match quantity {
+                PositionQuantity::Loss => (r.mean, r.sd),
+                PositionQuantity::Excess => {
+                    let b = r.ngram.as_ref()?;
+                    (r.mean - b.mean, b.excess_sd)
+                }
+            };
+            let half = 2.0 * sd / (r.windows as f64).sqrt();
+            Some((r.start as f64, r.end as f64, mean - half, mean + half))
+        })
+        .filter(|b| b.2.is_finite() && b.3.is_finite())
+        .collect()
 }
 
 impl LabeledCurve {
@@ -72,19 +96,28 @@ impl LabeledCurve {
                 PositionQuantity::Excess => b.excess().unwrap_or(f64::NAN),
             };
             points.push((x, value));
-            stderr.push(b.stderr);
+            stderr.push(match quantity {
+                PositionQuantity::Loss => b.stderr,
+                PositionQuantity::Excess => b.excess_stderr.unwrap_or(b.stderr),
+            });
             if quantity == PositionQuantity::Loss
                 && let Some(n) = b.ngram
             {
                 baseline.push((x, n));
             }
         }
+        let range_bands = curve
+            .ranges
+            .as_ref()
+            .map(|r| range_bands(r, quantity))
+            .unwrap_or_default();
         Some(Self {
             label: label.into(),
             points,
             stderr,
             baseline,
             train_len: Some(report.seq_len),
+            range_bands,
         })
     }
 
@@ -175,6 +208,13 @@ pub fn loss_vs_position(
                 plot.layers.push(Layer::band(band, color, 0.15));
             }
         }
+        for &(x0, x1, low, high) in &curve.range_bands {
+            plot.layers.push(Layer::band(
+                vec![(x0, low, high), (x1, low, high)],
+                color,
+                0.3,
+            ));
+        }
         if opts.show_baseline && !curve.baseline.is_empty() {
             plot.layers.push(
                 Layer::line(curve.baseline.clone(), color)
@@ -228,6 +268,7 @@ mod tests {
                 },
                 stderr: 0.05,
                 ngram: Some(5.0),
+                excess_stderr: Some(0.04),
                 reference: None,
             })
             .collect();
@@ -242,6 +283,8 @@ mod tests {
                 prompt: "text".into(),
                 sequences: 4,
                 buckets,
+                ranges: None,
+                blocks: None,
             }],
         }
     }

@@ -5,6 +5,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Mitigation, RecallRule, VerdictCurve};
 
+/// The version of the forget criterion that [`ForgetVerdict`] files are written with. Version 1
+/// (files without a `version`) compared the max of narrow buckets to an epsilon and cannot be
+/// read as a current verdict; `forgetlab eval per-position` and `forgetlab eval verdict`
+/// regenerate them.
+pub const VERDICT_VERSION: u32 = 2;
+
 /// `eval/per_position*.json`: bucketed per-token loss from position 0 to the horizon.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PerPositionReport {
@@ -25,6 +31,65 @@ pub struct LossCurve {
     pub prompt: String,
     pub sequences: usize,
     pub buckets: Vec<LossBucket>,
+    /// The verdict's ranges, each measured on its own disjoint windows (text curves written
+    /// since the version-2 criterion); the verdict is recomputed from these.
+    #[serde(default)]
+    pub ranges: Option<RangeSamples>,
+    /// Per-window means of the `windows` above over dyadic blocks `[0, 1), [1, 2), [2, 4), ...`,
+    /// so runs trained at different lengths can be compared window by window on the same text.
+    #[serde(default)]
+    pub blocks: Option<WindowRanges>,
+}
+
+/// The verdict's position ranges (the in-length reference `[T/2, T)` first, then ranges that
+/// double past T_train), each measured on as many disjoint windows of `end + 1` tokens as the
+/// evaluation's token budget allows, so narrow early ranges get many windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RangeSamples {
+    pub ranges: Vec<RangeSample>,
+    /// Identifies the evaluation text (source, seed, held-out tokens).
+    pub text_id: String,
+}
+
+/// One range's per-window mean loss, summarised over its windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RangeSample {
+    pub start: usize,
+    pub end: usize,
+    /// Disjoint windows the range was measured on (window = `end + 1` tokens).
+    pub windows: usize,
+    /// Mean over windows of each window's mean model loss over the range.
+    pub mean: f64,
+    /// Standard deviation of those per-window means.
+    pub sd: f64,
+    /// The n-gram baseline on the same positions, when it ran.
+    #[serde(default)]
+    pub ngram: Option<BaselineSample>,
+}
+
+/// The n-gram baseline's side of a [`RangeSample`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaselineSample {
+    pub mean: f64,
+    pub sd: f64,
+    /// Standard deviation over windows of (model mean - baseline mean).
+    pub excess_sd: f64,
+}
+
+/// Each window's mean loss over a few position ranges.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowRanges {
+    /// `[start, end)` target positions of each range.
+    pub ranges: Vec<(usize, usize)>,
+    /// `[window][range]`: the model's mean loss.
+    pub model: Vec<Vec<f64>>,
+    /// `[window][range]`: the n-gram baseline's mean loss on the same positions, when it ran.
+    #[serde(default)]
+    pub ngram: Option<Vec<Vec<f64>>>,
+    /// Identifies the evaluation windows (text source, seed, count, held-out tokens), so curves
+    /// of two runs are paired only when they were scored on the same windows.
+    #[serde(default)]
+    pub windows_id: String,
 }
 
 /// Mean loss over target positions `[start, end)`.
@@ -39,6 +104,10 @@ pub struct LossBucket {
     /// Position-matched n-gram baseline loss on the same windows.
     #[serde(default)]
     pub ngram: Option<f64>,
+    /// Standard error across windows of the paired difference `loss - ngram` (each window's
+    /// bucket mean minus its own baseline), when the baseline ran.
+    #[serde(default)]
+    pub excess_stderr: Option<f64>,
     /// Loss of the experiment's reference run (same N_S, longest training length).
     #[serde(default)]
     pub reference: Option<f64>,
@@ -51,41 +120,114 @@ impl LossBucket {
     }
 }
 
-/// The numbers one forget test looked at.
+/// One range past T_train: how far the loss rose above the in-length reference.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CriterionResult {
-    /// Which curve: `excess`, `raw` or `reference`.
-    pub curve: String,
-    /// Mean bucket value over [T_train/2, T_train).
-    pub in_length_mean: f64,
-    /// Largest bucket value beyond T_train.
-    pub beyond_max: f64,
-    /// Position (bucket start) of that maximum.
-    pub beyond_argmax: usize,
-    /// in_length_mean + epsilon.
-    pub threshold: f64,
-    /// Least-squares slope over the last half of the horizon, nats per 1K tokens.
-    pub slope_per_1k: f64,
-    pub passes_max: bool,
-    pub passes_slope: bool,
-    /// Both tests pass.
-    pub forgets: bool,
+pub struct RangeRise {
+    pub start: usize,
+    pub end: usize,
+    /// Windows the range was measured on.
+    #[serde(default)]
+    pub windows: usize,
+    /// The range's mean minus the in-length mean, in nats.
+    pub rise: f64,
+    /// Standard error of `rise` (the two means come from separate windows, or from the same
+    /// windows paired, as the test says).
+    pub stderr: f64,
+    /// Simultaneous confidence interval of `rise` (Bonferroni over the ranges).
+    pub low: f64,
+    pub high: f64,
 }
 
-/// Effective memory length of each head: tokens until the decay product drops below 1/e.
+/// What a rise test concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Forgets,
+    DoesNotForget,
+    Undetermined,
+}
+
+impl Outcome {
+    /// `Some(true)` forgets, `Some(false)` does not, `None` undetermined.
+    pub fn forgets(self) -> Option<bool> {
+        match self {
+            Outcome::Forgets => Some(true),
+            Outcome::DoesNotForget => Some(false),
+            Outcome::Undetermined => None,
+        }
+    }
+}
+
+/// The rise test on one curve (`raw`, `excess` over the n-gram, or `reference` against the
+/// experiment's longest-trained run of the same state size).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiseTest {
+    pub curve: String,
+    /// Windows the in-length mean was measured on.
+    pub windows: usize,
+    /// The in-length reference range `[T/2, T)` and the curve's mean over it.
+    pub in_length: (usize, usize),
+    pub in_length_mean: f64,
+    /// Every range past T_train.
+    pub ranges: Vec<RangeRise>,
+    /// Index into `ranges` of the range that decided (largest lower bound for "does not
+    /// forget", largest upper bound otherwise).
+    pub decisive: usize,
+    pub outcome: Outcome,
+    /// Windows that would shrink the widest interval below the margin at the same spread
+    /// (about; `None` when already determined).
+    #[serde(default)]
+    pub windows_needed: Option<usize>,
+}
+
+impl RiseTest {
+    /// The deciding range.
+    pub fn decisive_range(&self) -> &RangeRise {
+        &self.ranges[self.decisive]
+    }
+}
+
+/// Effective memory of each head, measured token by token: at token t, the number of tokens
+/// back until the product of decays since then falls below 1/e (from prefix sums of log alpha).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemoryLengths {
-    /// `[layer][head]`, in tokens (may be infinite-like large numbers for alpha near 1).
+    /// `[layer][head]` median over tokens, in tokens ([`MEMORY_LENGTH_CAP`] when the decay
+    /// never reaches 1/e within the prompt at most tokens).
     pub per_head: Vec<Vec<f64>>,
+    /// `[layer][head]` maximum over tokens.
+    #[serde(default)]
+    pub per_head_max: Vec<Vec<f64>>,
+    /// Largest per-head median: the memory a head has at a typical token.
     pub max: f64,
+    /// Median of the per-head medians.
     pub median: f64,
-    /// Whether any head remembers past T_train; if none does, the run cannot show the effect.
+    /// Whether some head's median memory exceeds T_train; if none does, the run forgets
+    /// trivially and cannot show the effect.
     pub any_beyond_train_len: bool,
+}
+
+/// Upper bound on a reported memory length, standing for "longer than the prompt" or "never
+/// forgets" (alpha = 1), since JSON has no infinity.
+pub const MEMORY_LENGTH_CAP: f64 = 1e15;
+
+/// Why a verdict is undetermined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Undetermined {
+    /// The interval straddles the margin: about `windows_needed` windows would decide.
+    TooNoisy { windows_needed: Option<usize> },
+    /// No head remembers past T_train at a typical token: the run forgets trivially.
+    MemoryTooShort { longest_median: f64 },
+    /// The horizon holds no range past T_train long enough to test.
+    HorizonTooShort { horizon: usize },
 }
 
 /// `eval/verdict.json`: did the run learn to forget?
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ForgetVerdict {
+    /// Criterion version ([`VERDICT_VERSION`]); 1 for files written before it was recorded.
+    #[serde(default = "verdict_version_1")]
+    pub version: u32,
     pub run: String,
     pub seq_len: usize,
     pub state_size: u64,
@@ -94,20 +236,49 @@ pub struct ForgetVerdict {
     /// The curve the decision used.
     pub decided_on: VerdictCurve,
     pub prompt: String,
-    pub epsilon: f64,
-    pub max_slope_per_1k: f64,
-    /// Excess over the n-gram baseline (when a baseline exists).
+    /// The margin in nats: rises confidently below it are flat, confidently above it fail.
     #[serde(default)]
-    pub excess: Option<CriterionResult>,
-    /// Raw loss, reported beside the decision.
-    pub raw: CriterionResult,
-    /// Excess over the experiment's reference run (filled by `forgetlab fit`).
+    pub margin: f64,
+    /// Confidence level of the simultaneous intervals.
     #[serde(default)]
-    pub reference: Option<CriterionResult>,
+    pub confidence: f64,
+    /// The deciding test (on `decided_on`).
+    #[serde(default)]
+    pub decision: Option<RiseTest>,
+    /// Every curve's test: the decisive one and the ones reported beside it.
+    #[serde(default)]
+    pub tests: Vec<RiseTest>,
+    /// Why the verdict is undetermined, when it is.
+    #[serde(default)]
+    pub undetermined: Option<Undetermined>,
     #[serde(default)]
     pub memory: Option<MemoryLengths>,
     /// Human-readable explanation of the decision.
     pub note: String,
+}
+
+fn verdict_version_1() -> u32 {
+    1
+}
+
+impl ForgetVerdict {
+    /// Whether this file was written by the current criterion.
+    pub fn is_current(&self) -> bool {
+        self.version == VERDICT_VERSION
+    }
+
+    /// The deciding range's rise and its interval, `(rise, low, high)`.
+    pub fn effect(&self) -> Option<(f64, f64, f64)> {
+        self.decision.as_ref().map(|d| {
+            let r = d.decisive_range();
+            (r.rise, r.low, r.high)
+        })
+    }
+
+    /// The test on one curve, by name.
+    pub fn test(&self, curve: &str) -> Option<&RiseTest> {
+        self.tests.iter().find(|t| t.curve == curve)
+    }
 }
 
 /// One passkey sample (`eval/passkey/preds_<len>.jsonl`).
@@ -182,8 +353,13 @@ pub struct HeadDiagnostics {
     pub state_norm: Vec<f64>,
     /// Time-mean alpha over the whole sequence.
     pub alpha_time_mean: f64,
-    /// Tokens until the mean decay product drops below 1/e.
+    /// Median over tokens of the token-by-token memory length (tokens back until the decay
+    /// product since then falls below 1/e); see [`MemoryLengths`].
     pub memory_length: f64,
+    /// Maximum over tokens of the same; `None` in files written before memory was measured
+    /// token by token (their `memory_length` came from the mean log decay and is biased short).
+    #[serde(default)]
+    pub memory_max: Option<f64>,
 }
 
 /// A straight-line fit y = a x + b with its quality and bootstrap intervals.

@@ -12,6 +12,12 @@ use crate::metrics::{MetricKind, MetricRecord, read_metrics};
 use crate::results::ForgetVerdict;
 use crate::status::{RunState, RunStatus};
 
+/// Whether `run` has a `verdict.json` written by the current criterion (a version-1 file, or
+/// one that cannot be read, needs the run evaluated again).
+pub fn has_current_verdict(run: &RunDir) -> bool {
+    read_json::<ForgetVerdict>(&run.verdict(), &mut Vec::new()).is_some_and(|v| v.is_current())
+}
+
 /// What the tables and dashboards show for one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
@@ -29,6 +35,9 @@ pub struct RunSummary {
     pub last_val_loss: Option<f64>,
     pub forgets: Option<bool>,
     pub has_verdict: bool,
+    /// The verdict's deciding rise past T_train and its interval `(rise, low, high)`, nats.
+    #[serde(default)]
+    pub effect: Option<(f64, f64, f64)>,
     pub reason: Option<String>,
     /// Files that exist but could not be parsed, with the reason.
     pub problems: Vec<String>,
@@ -40,7 +49,15 @@ impl RunSummary {
         let mut problems = Vec::new();
         let config = read_config(&run.config(), &mut problems);
         let status: Option<RunStatus> = read_json(&run.status(), &mut problems);
-        let verdict: Option<ForgetVerdict> = read_json(&run.verdict(), &mut problems);
+        let mut verdict: Option<ForgetVerdict> = read_json(&run.verdict(), &mut problems);
+        if verdict.as_ref().is_some_and(|v| !v.is_current()) {
+            problems.push(
+                "verdict.json: written by the version-1 criterion; `forgetlab eval all` (or \
+                 `forgetlab sweep finish`) regenerates it"
+                    .to_string(),
+            );
+            verdict = None;
+        }
         let (records, bad_lines) = read_metrics(&run.metrics()).unwrap_or_else(|e| {
             problems.push(format!("metrics.jsonl: {e}"));
             (Vec::new(), 0)
@@ -69,6 +86,7 @@ impl RunSummary {
             last_val_loss: last(MetricKind::Val).map(|r| r.loss),
             forgets: verdict.as_ref().and_then(|v| v.forgets),
             has_verdict: verdict.is_some(),
+            effect: verdict.as_ref().and_then(ForgetVerdict::effect),
             reason: status.and_then(|s| s.reason),
             problems,
         }

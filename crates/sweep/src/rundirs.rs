@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use forgetlab_runs::summary::read_json;
+use forgetlab_runs::summary::{has_current_verdict, read_json};
 use forgetlab_runs::{
     ExperimentDir, RunConfig, RunDir, RunState, RunStatus, write_atomic, write_json_atomic,
 };
@@ -181,7 +181,7 @@ pub fn assess(dir: &RunDir, events: &[Event], retry_failed: bool) -> Assessment 
     };
     match status.state {
         RunState::Completed => {
-            if dir.verdict().exists() {
+            if has_current_verdict(dir) {
                 return Assessment::Skip(Skip::Done);
             }
             if !retry_failed

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use forgetlab_runs::summary::has_current_verdict;
 use forgetlab_runs::{ExperimentDir, Invalid, RunState, RunSummary, append_json_line, unix_now};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -808,7 +809,7 @@ fn summarize_runs(dir: &ExperimentDir, names: &[String]) -> String {
     for name in names {
         let run = dir.run(name);
         let label = match read_status(&run) {
-            Some(s) if s.state == RunState::Completed && run.verdict().exists() => "evaluated",
+            Some(s) if s.state == RunState::Completed && has_current_verdict(&run) => "evaluated",
             Some(s) => {
                 if s.state == RunState::Running {
                     running.push(format!("{name} {}/{}", s.step, s.total_steps));

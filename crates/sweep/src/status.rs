@@ -96,12 +96,16 @@ pub fn status_text(dir: &ExperimentDir, rows: &[StatusRow]) -> String {
                 (None, Some(b)) => format!("-/{b}"),
                 _ => "-".into(),
             };
-            let verdict = match (s.has_verdict, s.forgets) {
+            let mut verdict = match (s.has_verdict, s.forgets) {
                 (false, _) => "-",
                 (true, Some(true)) => "forgets",
                 (true, Some(false)) => "fails",
                 (true, None) => "undetermined",
-            };
+            }
+            .to_string();
+            if let Some((rise, low, high)) = s.effect {
+                verdict.push_str(&format!(" {rise:+.2} [{low:+.2}, {high:+.2}]"));
+            }
             let mut notes = Vec::new();
             if !row.planned {
                 notes.push("not in the plan".to_string());
@@ -122,7 +126,7 @@ pub fn status_text(dir: &ExperimentDir, rows: &[StatusRow]) -> String {
                 step,
                 fmt_loss(s.last_loss),
                 fmt_loss(s.last_val_loss),
-                verdict.to_string(),
+                verdict,
                 notes.join("; "),
             ]
         })

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use forgetlab_runs::summary::has_current_verdict;
 use forgetlab_runs::{ExperimentDir, RunDir, RunState};
 
 use crate::error::SweepError;
@@ -291,7 +292,7 @@ pub fn run_task(run_dir: &Path, forgetlab: &Forgetlab) -> Result<RunOutcome, Swe
     // earlier incarnation (requeued) is stale, only a live process on this host is respected.
     let work = match read_status(&run) {
         Some(s) if s.state == RunState::Completed => {
-            if run.verdict().exists() {
+            if has_current_verdict(&run) {
                 return Ok(RunOutcome::Skipped(Skip::Done));
             }
             Work::Eval

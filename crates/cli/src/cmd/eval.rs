@@ -6,9 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use forgetlab_data::{Tokenizer, passkey};
-use forgetlab_eval::run_eval::RunEval;
-use forgetlab_runs::config::Mitigation;
-use forgetlab_runs::results::{Diagnostics, PerPositionReport};
+use forgetlab_eval::run_eval::{RunEval, verdict_from_files};
+use forgetlab_runs::config::{Mitigation, VerdictCurve};
 use forgetlab_runs::{RunConfig, RunDir};
 
 #[derive(clap::Args)]
@@ -74,12 +73,20 @@ enum EvalCommand {
     All(RunArgs),
     /// Per-token loss from position 0 to the horizon (table + plot).
     PerPosition(RunArgs),
-    /// Recompute the forget verdict from the stored per-position table and diagnostics.
+    /// Recompute the forget verdict from the stored per-position table and diagnostics (no
+    /// model is run), under the run's [eval.verdict] or the options given here.
     Verdict {
         /// The run directory.
         run: PathBuf,
-        #[arg(long, default_value = "cpu")]
-        device: String,
+        /// The margin in nats (eval.verdict.epsilon).
+        #[arg(long)]
+        epsilon: Option<f64>,
+        /// Confidence level of the intervals (eval.verdict.confidence).
+        #[arg(long)]
+        confidence: Option<f64>,
+        /// The deciding curve: raw or excess (eval.verdict.on).
+        #[arg(long, value_parser = ["raw", "excess"])]
+        on: Option<String>,
     },
     /// Passkey retrieval accuracy, heatmap and T_recall.
     Passkey {
@@ -160,18 +167,28 @@ pub fn run(args: Args) -> Result<()> {
                 eval.run.per_position(&report.mitigation.label()).display()
             );
         }
-        EvalCommand::Verdict { run, device } => {
+        EvalCommand::Verdict {
+            run,
+            epsilon,
+            confidence,
+            on,
+        } => {
             let run_dir = RunDir::new(&run);
-            let report: PerPositionReport = read_json(&run_dir.per_position("none"))?;
-            let diagnostics: Option<Diagnostics> = run_dir
-                .diagnostics()
-                .is_file()
-                .then(|| read_json(&run_dir.diagnostics()))
-                .transpose()?;
-            let device = forgetlab_model::device::parse_device(&device)?;
-            let eval = RunEval::open(run_dir, None, &device)?;
-            let verdict = eval.verdict(&report, diagnostics.as_ref())?;
-            println!("{}: {}", eval.run.name(), verdict.note);
+            let mut config = RunConfig::load(&run_dir.config())
+                .with_context(|| format!("{} is not a run directory", run.display()))?;
+            let v = &mut config.eval.verdict;
+            v.epsilon = epsilon.unwrap_or(v.epsilon);
+            v.confidence = confidence.unwrap_or(v.confidence);
+            match on.as_deref() {
+                Some("raw") => v.on = VerdictCurve::Raw,
+                Some("excess") => v.on = VerdictCurve::Excess,
+                _ => {}
+            }
+            config
+                .validate()
+                .map_err(|e| anyhow::anyhow!("invalid option: {e}"))?;
+            let verdict = verdict_from_files(&run_dir, &config)?;
+            println!("{}: {}", run_dir.name(), verdict.note);
         }
         EvalCommand::Passkey {
             run,
@@ -226,9 +243,4 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
 }

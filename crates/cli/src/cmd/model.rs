@@ -38,6 +38,22 @@ enum ModelCommand {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Copy a checkpoint with every parameter whose name ends in PARAM set to VALUE: a known
+    /// intervention, e.g. `--param A_log --value -30` makes every decay 1 (a state that never
+    /// forgets).
+    Set {
+        /// Checkpoint directory, or a weights file with config.json beside it.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Output directory (config.json + model.safetensors, forgetlab format).
+        #[arg(long)]
+        output: PathBuf,
+        /// Parameter name suffix, e.g. `A_log`, `dt_bias`, `D`.
+        #[arg(long)]
+        param: String,
+        #[arg(long, allow_negative_numbers = true)]
+        value: f32,
+    },
     /// Logits of a checkpoint for token ids from a .npy file.
     Logits {
         /// Checkpoint directory, or a weights file with config.json beside it.
@@ -89,6 +105,12 @@ pub fn run(args: Args) -> Result<()> {
             println!("{}: initialised with seed {seed}", output.display());
             Ok(())
         }
+        ModelCommand::Set {
+            checkpoint,
+            output,
+            param,
+            value,
+        } => set_param(&checkpoint, &output, &param, value),
         ModelCommand::Logits {
             checkpoint,
             input,
@@ -98,6 +120,33 @@ pub fn run(args: Args) -> Result<()> {
             device,
         } => logits(&checkpoint, &input, &output, mode, segment, &device),
     }
+}
+
+fn set_param(checkpoint: &Path, output: &Path, param: &str, value: f32) -> Result<()> {
+    let (model, _) = checkpoint::load(checkpoint, &Device::flex())?;
+    let mut weights = forgetlab_model::weights::Weights::from_model(&model);
+    let mut names = Vec::new();
+    for (name, tensor) in weights.tensors.iter_mut() {
+        if name.ends_with(param) {
+            tensor.data.iter_mut().for_each(|v| *v = value);
+            names.push(name.clone());
+        }
+    }
+    if names.is_empty() {
+        bail!(
+            "{}: no parameter name ends in `{param}` (names look like {})",
+            checkpoint.display(),
+            weights.tensors.keys().next().map_or("-", String::as_str)
+        );
+    }
+    checkpoint::save(&model, output)?;
+    let weights_path = output.join("model.safetensors");
+    forgetlab_runs::write_atomic(&weights_path, &checkpoint::to_safetensors(&weights)?)
+        .with_context(|| format!("writing {}", weights_path.display()))?;
+    checkpoint::load(output, &Device::flex())
+        .with_context(|| format!("reading back {}", output.display()))?;
+    println!("{}: set {} to {value}", output.display(), names.join(", "));
+    Ok(())
 }
 
 /// Reads a model config from a run config, a bare model config, or a checkpoint.

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use forgetlab_runs::config::{Mitigation, RecallRule, VerdictCurve};
 use forgetlab_runs::results::{
-    CriterionResult, Diagnostics, ForgetPoint, ForgetVerdict, HeadDiagnostics, LawReport,
-    LayerDiagnostics, LinearFit, LossBucket, LossCurve, MemoryLengths, PAPER_FORGET_LINE,
-    PAPER_RECALL_LAW, PasskeySummary, PerPositionReport, RecallPoint,
+    Diagnostics, ForgetPoint, ForgetVerdict, HeadDiagnostics, LawReport, LayerDiagnostics,
+    LinearFit, LossBucket, LossCurve, MemoryLengths, Outcome, PAPER_FORGET_LINE, PAPER_RECALL_LAW,
+    PasskeySummary, PerPositionReport, RangeRise, RecallPoint, RiseTest, VERDICT_VERSION,
 };
 use forgetlab_runs::{
     MetricKind, MetricRecord, RunConfig, RunDir, RunState, RunStatus, append_json_line,
@@ -150,6 +150,7 @@ fn per_position(name: &str, cfg: &RunConfig, forgets: bool) -> PerPositionReport
                     loss: settled + blow_up,
                     stderr: 0.04,
                     ngram: Some(base + 1.1 + 0.6 / (1.0 + centre / 60.0)),
+                    excess_stderr: Some(0.03),
                     reference: None,
                 }
             })
@@ -158,6 +159,8 @@ fn per_position(name: &str, cfg: &RunConfig, forgets: bool) -> PerPositionReport
             prompt: prompt.into(),
             sequences: 8,
             buckets,
+            ranges: None,
+            blocks: None,
         }
     };
     PerPositionReport {
@@ -171,7 +174,9 @@ fn per_position(name: &str, cfg: &RunConfig, forgets: bool) -> PerPositionReport
     }
 }
 
-fn criterion(curve: &str, report: &PerPositionReport, forgets: bool) -> CriterionResult {
+/// The rise test of a curve, read off its buckets (no windows in the fixture: the spread is
+/// the buckets' standard error).
+fn rise(curve: &str, report: &PerPositionReport, forgets: bool) -> RiseTest {
     let buckets = &report.curves[0].buckets;
     let t = report.seq_len;
     let value = |b: &LossBucket| {
@@ -181,56 +186,72 @@ fn criterion(curve: &str, report: &PerPositionReport, forgets: bool) -> Criterio
             b.loss
         }
     };
-    let inside: Vec<f64> = buckets
-        .iter()
-        .filter(|b| b.start >= t / 2 && b.end <= t)
-        .map(value)
+    let mean_over = |lo: usize, hi: usize| {
+        let inside: Vec<f64> = buckets
+            .iter()
+            .filter(|b| b.start >= lo && b.end <= hi)
+            .map(value)
+            .collect();
+        inside.iter().sum::<f64>() / inside.len().max(1) as f64
+    };
+    let in_length_mean = mean_over(t / 2, t);
+    let ranges: Vec<RangeRise> = [(t, 2 * t), (2 * t, 4 * t), (4 * t, 8 * t)]
+        .into_iter()
+        .map(|(start, end)| {
+            let rise = mean_over(start, end) - in_length_mean;
+            RangeRise {
+                start,
+                end,
+                windows: 8,
+                rise,
+                stderr: 0.03,
+                low: rise - 0.08,
+                high: rise + 0.06,
+            }
+        })
         .collect();
-    let in_length_mean = inside.iter().sum::<f64>() / inside.len() as f64;
-    let (beyond_argmax, beyond_max) = buckets
-        .iter()
-        .filter(|b| b.start >= t)
-        .map(|b| (b.start, value(b)))
-        .fold(
-            (t, f64::NEG_INFINITY),
-            |acc, x| if x.1 > acc.1 { x } else { acc },
-        );
-    CriterionResult {
+    RiseTest {
         curve: curve.into(),
+        windows: 8,
+        in_length: (t / 2, t),
         in_length_mean,
-        beyond_max,
-        beyond_argmax,
-        threshold: in_length_mean + 0.05,
-        slope_per_1k: if forgets { -0.01 } else { 0.9 },
-        passes_max: forgets,
-        passes_slope: forgets,
-        forgets,
+        decisive: 2,
+        ranges,
+        outcome: if forgets {
+            Outcome::Forgets
+        } else {
+            Outcome::DoesNotForget
+        },
+        windows_needed: None,
     }
 }
 
 fn verdict(name: &str, report: &PerPositionReport, forgets: bool) -> ForgetVerdict {
+    let raw = rise("raw", report, forgets);
     ForgetVerdict {
+        version: VERDICT_VERSION,
         run: name.into(),
         seq_len: report.seq_len,
         state_size: report.state_size,
         forgets: Some(forgets),
-        decided_on: VerdictCurve::Excess,
+        decided_on: VerdictCurve::Raw,
         prompt: "text".into(),
-        epsilon: 0.05,
-        max_slope_per_1k: 0.05,
-        excess: Some(criterion("excess", report, forgets)),
-        raw: criterion("raw", report, forgets),
-        reference: None,
+        margin: 0.1,
+        confidence: 0.95,
+        decision: Some(raw.clone()),
+        tests: vec![raw, rise("excess", report, forgets)],
+        undetermined: None,
         memory: Some(MemoryLengths {
             per_head: vec![vec![40.0, 90.0, 300.0, 2000.0]; 2],
+            per_head_max: vec![vec![80.0, 200.0, 900.0, 9000.0]; 2],
             max: 2000.0,
             median: 195.0,
             any_beyond_train_len: true,
         }),
         note: if forgets {
-            "flat past T_train: max excess beyond T_train stays within epsilon".into()
+            "Forgets: the raw loss stays within the margin past T_train".into()
         } else {
-            "excess loss rises past 1.5 T_train".into()
+            "Does not forget: the raw loss rises past 1.5 T_train".into()
         },
     }
 }
@@ -306,6 +327,7 @@ fn diagnostics(name: &str, seq_len: usize) -> Diagnostics {
                             .collect(),
                         alpha_time_mean: alpha,
                         memory_length: -1.0 / alpha.ln(),
+                        memory_max: Some(-3.0 / alpha.ln()),
                     }
                 })
                 .collect(),

@@ -266,12 +266,18 @@ pub struct EvalConfig {
     /// Explicit horizon in tokens (overrides horizon_factor).
     #[serde(default)]
     pub horizon: Option<usize>,
-    /// Number of random evaluation windows (sequences) averaged.
+    /// Number of disjoint evaluation windows (the verdict's independent samples).
     #[serde(default = "defaults::windows")]
     pub windows: usize,
-    /// Seed of the window draw; shared by every run of an experiment.
+    /// Seed of the held-out document order the windows are cut from; shared by every run of
+    /// an experiment, so all runs are scored on the same windows.
     #[serde(default = "defaults::window_seed")]
     pub window_seed: u64,
+    /// Scored positions per verdict range: each range past T_train (and the in-length
+    /// reference) is measured on about this many tokens' worth of disjoint windows, at least
+    /// `windows` of them, so narrow early ranges are not the noisiest.
+    #[serde(default = "defaults::range_tokens")]
+    pub range_tokens: usize,
     /// Bucket size in tokens (default: seq_len / 8, at least 1).
     #[serde(default)]
     pub bucket: Option<usize>,
@@ -308,6 +314,7 @@ impl Default for EvalConfig {
             horizon: None,
             windows: defaults::windows(),
             window_seed: defaults::window_seed(),
+            range_tokens: defaults::range_tokens(),
             bucket: None,
             text: EvalText::default(),
             prompts: defaults::prompts(),
@@ -337,10 +344,14 @@ impl EvalConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EvalText {
-    /// Random windows over the concatenated held-out documents (EOS-separated).
+    /// Disjoint windows cut at fixed strides from the whole held-out split, its documents in a
+    /// seeded order (EOS-separated) and rotated by a seeded offset: every position of a window
+    /// sees the same distribution of text, and a window never wraps.
     #[default]
     Concatenated,
-    /// Windows inside single documents at least `horizon` tokens long.
+    /// Windows from the start of single documents at least `horizon` tokens long (each
+    /// document at most once). Position 0 is always a document start, so text difficulty
+    /// changes with position; the n-gram curve shows by how much.
     LongDocuments,
 }
 
@@ -359,24 +370,31 @@ pub enum SyntheticPrompt {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerdictConfig {
-    /// Tolerance in nats: a run forgets when max bucket loss beyond T_train is at most the
-    /// mean over [T_train/2, T_train) plus epsilon.
+    /// The margin in nats. Past T_train the loss is averaged over a few wide ranges and
+    /// compared, window by window, with its mean over [T_train/2, T_train): a run whose rise
+    /// is confidently below the margin in every range forgets; one whose rise is confidently
+    /// above it in some range does not; anything else is undetermined.
     #[serde(default = "defaults::epsilon")]
     pub epsilon: f64,
-    /// Largest allowed slope (nats per 1K tokens) over the last half of the horizon.
-    #[serde(default = "defaults::max_slope")]
-    pub max_slope_per_1k: f64,
-    /// Which curve decides: excess over the baseline (default) or raw loss.
+    /// Confidence level of the simultaneous intervals (Bonferroni over the ranges).
+    #[serde(default = "defaults::verdict_confidence")]
+    pub confidence: f64,
+    /// Which curve decides: raw loss on position-stationary text (default), the excess over
+    /// the n-gram baseline, the others are reported beside it.
     #[serde(default)]
     pub on: VerdictCurve,
+    /// Removed with the version-1 criterion; rejected with an explanation when set.
+    #[serde(default, skip_serializing)]
+    pub max_slope_per_1k: Option<f64>,
 }
 
 impl Default for VerdictConfig {
     fn default() -> Self {
         Self {
             epsilon: defaults::epsilon(),
-            max_slope_per_1k: defaults::max_slope(),
+            confidence: defaults::verdict_confidence(),
             on: VerdictCurve::default(),
+            max_slope_per_1k: None,
         }
     }
 }
@@ -385,11 +403,14 @@ impl Default for VerdictConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum VerdictCurve {
-    /// Model loss minus the position-matched baseline.
+    /// Model loss as is, on text whose difficulty does not depend on position.
     #[default]
-    Excess,
-    /// Model loss as is.
     Raw,
+    /// Model loss minus the position-matched n-gram baseline.
+    Excess,
+    /// Model loss minus the experiment's longest-trained run of the same state size, on the
+    /// same windows (set by `forgetlab fit`; never the decision of a single run).
+    Reference,
 }
 
 /// Passkey retrieval (paper.md section 4).
@@ -494,8 +515,9 @@ pub struct Mitigation {
     /// dt <- dt_scale * dt after the softplus (LongMamba/DeciMamba-style baseline).
     #[serde(default)]
     pub dt_scale: Option<f64>,
-    /// State-norm clipping: after every streaming segment each head's state is shrunk to at
-    /// most this multiple of the norm that head reaches at T_train on held-out text
+    /// State-norm clipping: every 128 tokens (the calibration cadence) each head's state is
+    /// shrunk to at most this multiple of the largest norm that head reaches within T_train
+    /// tokens of held-out text
     /// (h ← h · min(1, τ_head/‖h‖); the official code inverts the scale). The per-head
     /// thresholds are calibrated by the evaluator and recorded with its results.
     #[serde(default)]
@@ -639,7 +661,10 @@ mod defaults {
         8
     }
     pub fn windows() -> usize {
-        32
+        64
+    }
+    pub fn range_tokens() -> usize {
+        1 << 19
     }
     pub fn window_seed() -> u64 {
         20241009
@@ -653,11 +678,11 @@ mod defaults {
     pub fn ngram_tokens() -> usize {
         2_000_000
     }
-    pub fn epsilon() -> f64 {
-        0.05
+    pub fn verdict_confidence() -> f64 {
+        0.95
     }
-    pub fn max_slope() -> f64 {
-        0.05
+    pub fn epsilon() -> f64 {
+        0.1
     }
     pub fn passkey_samples() -> usize {
         20
@@ -901,8 +926,31 @@ impl RunConfig {
         if e.bucket == Some(0) {
             return Err(Invalid::new("eval.bucket", "must be at least 1"));
         }
-        if e.verdict.epsilon.is_nan() || e.verdict.epsilon < 0.0 {
-            return Err(Invalid::new("eval.verdict.epsilon", "must be >= 0"));
+        if !(e.verdict.epsilon.is_finite() && e.verdict.epsilon >= 0.0) {
+            return Err(Invalid::new(
+                "eval.verdict.epsilon",
+                "must be a finite number >= 0 (nats)",
+            ));
+        }
+        if !(e.verdict.confidence > 0.5 && e.verdict.confidence < 1.0) {
+            return Err(Invalid::new(
+                "eval.verdict.confidence",
+                "must be in (0.5, 1)",
+            ));
+        }
+        if e.verdict.max_slope_per_1k.is_some() {
+            return Err(Invalid::new(
+                "eval.verdict.max_slope_per_1k",
+                "was removed: the verdict now tests the rise over wide ranges past T_train with \
+                 confidence intervals (see the README's science section); delete the key",
+            ));
+        }
+        if e.verdict.on == VerdictCurve::Reference {
+            return Err(Invalid::new(
+                "eval.verdict.on",
+                "\"reference\" needs the whole experiment; `forgetlab fit` reports it beside \
+                 the decision; use \"raw\" or \"excess\"",
+            ));
         }
         if e.passkey.samples == 0 {
             return Err(Invalid::new("eval.passkey.samples", "must be at least 1"));

@@ -117,8 +117,8 @@ case "$cmd" in
       exit 1
     fi
     mkdir -p "$RUN/eval"
-    crit='{"curve":"raw","in_length_mean":3.0,"beyond_max":3.01,"beyond_argmax":64,"threshold":3.05,"slope_per_1k":0.0,"passes_max":true,"passes_slope":true,"forgets":true}'
-    printf '{"run":"%s","seq_len":16,"state_size":100,"forgets":true,"decided_on":"raw","prompt":"text","epsilon":0.05,"max_slope_per_1k":0.05,"raw":%s,"note":"fake"}\n' "$name" "$crit" > "$RUN/eval/.verdict.tmp"
+    crit='{"curve":"raw","windows":8,"in_length":[8,16],"in_length_mean":3.0,"ranges":[{"start":16,"end":32,"rise":0.01,"stderr":0.01,"low":-0.02,"high":0.03}],"decisive":0,"outcome":"forgets"}'
+    printf '{"version":2,"run":"%s","seq_len":16,"state_size":100,"forgets":true,"decided_on":"raw","prompt":"text","margin":0.1,"confidence":0.95,"decision":%s,"tests":[%s],"note":"fake"}\n' "$name" "$crit" "$crit" > "$RUN/eval/.verdict.tmp"
     mv "$RUN/eval/.verdict.tmp" "$RUN/eval/verdict.json"
     exit 0
     ;;
