@@ -32,6 +32,10 @@ data *ARGS:
 plan EXP *ARGS:
     {{forgetlab}} sweep plan "{{EXP}}" {{ARGS}}
 
+# Re-check some runs: `just sweep EXP --only RUN[,RUN...]` does just those (the fit still covers
+# every evaluated run); `--fresh` re-trains one already done, moving its old directory to
+# runs/<experiment>/.old/ (nothing is deleted). Same flags for `just slurm`.
+
 # Train, evaluate, fit and report an experiment on this machine (`just sweep quickstart --jobs 2`).
 sweep EXP *ARGS:
     {{forgetlab}} sweep run "{{EXP}}" --executor local {{ARGS}}

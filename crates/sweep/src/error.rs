@@ -28,12 +28,25 @@ pub enum SweepError {
     /// An existing run directory disagrees with the plan and holds progress.
     #[error("run {run}: {message}")]
     RunConflict { run: String, message: String },
+    /// Runs named on the command line (`--only`) that the experiment does not have; `known`
+    /// lists its runs, or the closest ones.
+    #[error("experiment {experiment} has no run {}; {known}", quoted(unknown))]
+    UnknownRuns {
+        experiment: String,
+        unknown: Vec<String>,
+        known: String,
+    },
     /// The experiment reference names nothing that exists.
     #[error("no experiment at {given}: tried {tried}")]
     NotFound { given: String, tried: String },
     /// A Slurm command failed or answered something unexpected.
     #[error("slurm: {0}")]
     Slurm(String),
+}
+
+fn quoted(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+    quoted.join(", ")
 }
 
 impl SweepError {

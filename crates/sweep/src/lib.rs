@@ -6,7 +6,8 @@
 //! running the `forgetlab` binary as child processes: on this machine ([`run_experiment`]) or
 //! as a Slurm array job ([`slurm::submit`], [`slurm::track`]). Everything is restartable from
 //! the run directories alone: finished runs are skipped, interrupted ones resume from their
-//! checkpoints, failed ones are recorded and left alone unless retried.
+//! checkpoints, failed ones are recorded and left alone unless retried. Runs can also be
+//! named ([`select`]), to re-check one result without running the grid again.
 //!
 //! It never links the model: training, evaluation, fitting and reporting are `forgetlab train`,
 //! `forgetlab eval all`, `forgetlab fit` and `forgetlab report`, so a crash in one run cannot
@@ -20,6 +21,7 @@ pub mod log;
 pub mod plan;
 pub mod process;
 pub mod rundirs;
+pub mod select;
 pub mod slurm;
 pub mod status;
 mod table;
@@ -29,6 +31,6 @@ pub use error::SweepError;
 pub use experiment::{Experiment, ExperimentRef, PlannedRun, RunOrigin, resolve_experiment};
 pub use local::{LocalOptions, SweepOutcome, run_experiment, run_local};
 pub use process::{EXIT_INTERRUPTED, Forgetlab};
-pub use rundirs::prepare;
+pub use rundirs::{prepare, prepare_runs};
 pub use slurm::{SlurmConfig, SlurmOptions, Submission, TrackOptions, TrackReport};
 pub use task::{FinishOptions, FinishOutcome, RunOutcome, finish_experiment, run_task};

@@ -1,7 +1,8 @@
 //! The local executor: every run of an experiment trained and evaluated on this machine,
 //! `jobs` at a time with the CPU threads divided between them, then the fit and the report.
 //! Re-running it is always safe: finished runs are skipped, interrupted ones resume from their
-//! newest checkpoint, failed ones are left alone unless `retry_failed`.
+//! newest checkpoint, failed ones are left alone unless `retry_failed`. With `only`, just the
+//! named runs get directories and work; the fit still covers every evaluated run.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,8 @@ use crate::error::SweepError;
 use crate::experiment::Experiment;
 use crate::log::{Stage, SweepLog};
 use crate::process::{Forgetlab, Supervisor, available_cores};
-use crate::rundirs::{Assessment, Work, assess, prepare, read_status};
+use crate::rundirs::{Assessment, Work, assess, prepare_runs, read_status};
+use crate::select::{check_fresh, move_aside, select};
 use crate::task::{FinishOptions, FinishOutcome, RunOutcome, Runner, execute_run, finish_with};
 
 /// How to run an experiment locally.
@@ -32,6 +34,10 @@ pub struct LocalOptions {
     pub threads: Option<usize>,
     /// Retry runs whose training or evaluation failed before.
     pub retry_failed: bool,
+    /// Train and evaluate only these runs (by name); `None`: every run.
+    pub only: Option<Vec<String>>,
+    /// Move the selected runs' directories aside (`<experiment>/.old/`) and train them anew.
+    pub fresh: bool,
     /// Fit the laws and write the report at the end.
     pub fit: bool,
     /// Forward SIGINT/SIGTERM/SIGUSR1 to the children (checkpoint and stop) instead of dying.
@@ -51,6 +57,8 @@ impl LocalOptions {
             jobs: 1,
             threads: None,
             retry_failed: false,
+            only: None,
+            fresh: false,
             fit: true,
             handle_signals: true,
             progress: true,
@@ -64,8 +72,11 @@ impl LocalOptions {
 pub struct SweepOutcome {
     pub experiment: String,
     pub dir: ExperimentDir,
-    /// Every planned run, in plan order, with what happened to it this time.
+    /// Every selected run (every planned run without `only`), in plan order, with what
+    /// happened to it this time.
     pub runs: Vec<(String, RunOutcome)>,
+    /// Runs whose old directory `fresh` moved aside, with where it went.
+    pub moved: Vec<(String, PathBuf)>,
     pub finish: FinishOutcome,
     /// A stop was requested (signal or flag); interrupted runs resume next time.
     pub interrupted: bool,
@@ -79,7 +90,7 @@ impl SweepOutcome {
         self.runs.iter().filter(|(_, o)| o.is_failure()).collect()
     }
 
-    /// True when every run is trained and evaluated and the fit ran or is up to date.
+    /// True when every selected run is trained and evaluated and the fit ran or is up to date.
     pub fn all_done(&self) -> bool {
         !self.interrupted
             && self.failures().is_empty()
@@ -104,14 +115,21 @@ pub fn run_local(
     experiment: &Experiment,
     options: &LocalOptions,
 ) -> Result<SweepOutcome, SweepError> {
-    let dir = prepare(experiment, &options.runs_root)?;
+    let selected = select(experiment, options.only.as_deref())?;
+    let mut moved = Vec::new();
+    if options.fresh {
+        let dir = experiment.dir(&options.runs_root);
+        check_fresh(&dir, &selected)?;
+        moved = move_aside(&dir, &selected)?;
+    }
+    let dir = prepare_runs(experiment, &options.runs_root, &selected)?;
     let log = SweepLog::of(&dir);
     let events = log.read();
     let supervisor = Supervisor::new(options.stop.clone(), options.handle_signals);
 
-    let mut results: Vec<Option<RunOutcome>> = vec![None; experiment.runs.len()];
+    let mut results: Vec<Option<RunOutcome>> = vec![None; selected.len()];
     let mut queue = VecDeque::new();
-    for (index, run) in experiment.runs.iter().enumerate() {
+    for (index, run) in selected.iter().enumerate() {
         match assess(&dir.run(&run.name), &events, options.retry_failed) {
             Assessment::Work(work) => queue.push_back((index, work)),
             Assessment::Skip(skip) => results[index] = Some(RunOutcome::Skipped(skip)),
@@ -122,9 +140,14 @@ pub fn run_local(
     let threads_per_job = (total_threads / jobs).max(1);
     let forgetlab = Forgetlab::new(&options.forgetlab, threads_per_job);
     tracing::info!(
-        "{}: {} runs, {} to do, {} job(s) x {} thread(s)",
+        "{}: {} runs{}, {} to do, {} job(s) x {} thread(s)",
         experiment.meta.name,
-        experiment.runs.len(),
+        selected.len(),
+        if selected.len() < experiment.runs.len() {
+            format!(" of {}", experiment.runs.len())
+        } else {
+            String::new()
+        },
         queue.len(),
         jobs,
         threads_per_job
@@ -158,7 +181,7 @@ pub fn run_local(
                 ProgressStyle::with_template("  {spinner} {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
-            let (queue, results, first_error, runner, overall, multi, dir, supervisor) = (
+            let (queue, results, first_error, runner, overall, multi, dir, supervisor, selected) = (
                 &queue,
                 &results,
                 &first_error,
@@ -167,6 +190,7 @@ pub fn run_local(
                 &multi,
                 &dir,
                 &supervisor,
+                &selected,
             );
             scope.spawn(move || {
                 loop {
@@ -176,7 +200,7 @@ pub fn run_local(
                     let Some((index, work)) = lock(queue).pop_front() else {
                         break;
                     };
-                    let name = experiment.runs[index].name.clone();
+                    let name = selected[index].name.clone();
                     let run = dir.run(&name);
                     multi.suspend(|| tracing::info!("{name}: {}", describe_work(&work)));
                     let mut last_draw = Instant::now() - Duration::from_secs(10);
@@ -215,8 +239,7 @@ pub fn run_local(
     }
 
     let interrupted = supervisor.stopping();
-    let runs: Vec<(String, RunOutcome)> = experiment
-        .runs
+    let runs: Vec<(String, RunOutcome)> = selected
         .iter()
         .zip(lock(&results).drain(..))
         .map(|(run, outcome)| (run.name.clone(), outcome.unwrap_or(RunOutcome::NotStarted)))
@@ -233,6 +256,7 @@ pub fn run_local(
             retry_failed: options.retry_failed,
             force: false,
             local: true,
+            only: None,
         };
         finish_with(&dir, &fit_forgetlab, &finish_options, &supervisor, changed)?.1
     };
@@ -249,6 +273,7 @@ pub fn run_local(
         experiment: experiment.meta.name.clone(),
         dir,
         runs,
+        moved,
         finish,
         interrupted: interrupted || supervisor.stopping(),
         threads_per_job,

@@ -18,15 +18,25 @@ use crate::log::{Event, Outcome, Stage, SweepLog};
 /// Creates the experiment directory (with `experiment.toml`, a copy of the experiment file)
 /// and every planned run's directory.
 pub fn prepare(experiment: &Experiment, runs_root: &Path) -> Result<ExperimentDir, SweepError> {
+    let runs: Vec<&PlannedRun> = experiment.runs.iter().collect();
+    prepare_runs(experiment, runs_root, &runs)
+}
+
+/// [`prepare`] for some of the planned runs (`--only`): no directory is made for the others.
+pub fn prepare_runs(
+    experiment: &Experiment,
+    runs_root: &Path,
+    runs: &[&PlannedRun],
+) -> Result<ExperimentDir, SweepError> {
     let dir = experiment.dir(runs_root);
-    std::fs::create_dir_all(dir.root()).map_err(|e| SweepError::io(dir.root(), e))?;
     // Check every run before writing anything, so a conflict leaves the directory untouched.
-    for run in &experiment.runs {
+    for run in runs {
         check_run_dir(&dir.run(&run.name), run)?;
     }
+    std::fs::create_dir_all(dir.root()).map_err(|e| SweepError::io(dir.root(), e))?;
     let copy = dir.experiment_file();
     write_atomic(&copy, experiment.source.as_bytes()).map_err(|e| SweepError::io(&copy, e))?;
-    for run in &experiment.runs {
+    for run in runs {
         write_run_dir(&dir.run(&run.name), run)?;
     }
     Ok(dir)

@@ -26,10 +26,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::error::SweepError;
-use crate::experiment::Experiment;
+use crate::experiment::{Experiment, PlannedRun};
 use crate::log::{Event, Outcome, Stage, SweepLog};
 use crate::process::Supervisor;
-use crate::rundirs::{Assessment, assess, log_event, prepare, read_status};
+use crate::rundirs::{Assessment, assess, log_event, prepare_runs, read_status};
+use crate::select::{check_fresh, move_aside, select};
 
 /// `[slurm]` of an experiment file; every field can also be given on the command line.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -143,6 +144,11 @@ pub struct SlurmOptions {
     /// Command-line values over the experiment's `[slurm]`.
     pub overrides: SlurmConfig,
     pub retry_failed: bool,
+    /// Submit only these runs (by name); `None`: every run.
+    pub only: Option<Vec<String>>,
+    /// Move the selected runs' directories aside (`<experiment>/.old/`) and train them anew;
+    /// on a dry run nothing is moved and the scripts include them as if it had been.
+    pub fresh: bool,
     /// Submit the dependent evaluate-fit-report job.
     pub fit: bool,
     /// Write the scripts, submit nothing.
@@ -156,6 +162,8 @@ impl SlurmOptions {
             runs_root: PathBuf::from("runs"),
             overrides: SlurmConfig::default(),
             retry_failed: false,
+            only: None,
+            fresh: false,
             fit: true,
             dry_run: false,
         }
@@ -178,6 +186,9 @@ pub struct Submission {
     /// Runs left out, with the reason.
     #[serde(default)]
     pub skipped: Vec<(String, String)>,
+    /// Runs whose old directory `fresh` moved aside, with where it went.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moved: Vec<(String, PathBuf)>,
 }
 
 /// Everything an sbatch script needs.
@@ -320,8 +331,8 @@ exit "$rc"
     out
 }
 
-/// The dependent job: evaluate leftovers, fit, report.
-pub fn finish_script(spec: &ScriptSpec, experiment_dir: &Path) -> String {
+/// The dependent job: evaluate leftovers (among `only`, when given), fit, report.
+pub fn finish_script(spec: &ScriptSpec, experiment_dir: &Path, only: Option<&[String]>) -> String {
     let specific = vec![format!(
         "--output={}/{}_%j.out",
         spec.output_dir.display(),
@@ -334,8 +345,11 @@ pub fn finish_script(spec: &ScriptSpec, experiment_dir: &Path) -> String {
     );
     out.push_str("set -u\n");
     out.push_str(&setup_lines(spec));
+    let only = only
+        .map(|names| format!(" --only {}", quote(&names.join(","))))
+        .unwrap_or_default();
     out.push_str(&format!(
-        "exec {} --threads \"${{SLURM_CPUS_PER_TASK:-1}}\" sweep finish {}\n",
+        "exec {} --threads \"${{SLURM_CPUS_PER_TASK:-1}}\" sweep finish {}{only}\n",
         quote(&spec.exe.display().to_string()),
         quote(&experiment_dir.display().to_string())
     ));
@@ -365,24 +379,54 @@ fn absolute(path: &Path) -> Result<PathBuf, SweepError> {
 
 /// Writes the scripts and submits the array and its dependent job. Runs already done, failed
 /// (without `retry_failed`), running, or queued in an earlier submission that is still active
-/// are left out.
+/// are left out; with `only`, so is every run not named.
 pub fn submit(experiment: &Experiment, options: &SlurmOptions) -> Result<Submission, SweepError> {
-    let dir = prepare(experiment, &options.runs_root)?;
-    let log = SweepLog::of(&dir);
-    let events = log.read();
+    let selected = select(experiment, options.only.as_deref())?;
     let config = experiment.slurm.overridden_by(&options.overrides);
     config
         .validate()
         .map_err(|i| SweepError::Slurm(format!("{i} (from the command line)")))?;
-
+    let dir = experiment.dir(&options.runs_root);
     let queued = if options.dry_run {
         Queued::default()
     } else {
         queued_elsewhere(&dir)
     };
+
+    let mut moved = Vec::new();
+    if options.fresh {
+        if let Some((name, job)) = selected
+            .iter()
+            .find_map(|r| queued.runs.get_key_value(&r.name))
+        {
+            return Err(SweepError::RunConflict {
+                run: name.clone(),
+                message: format!(
+                    "is queued in Slurm job {job}; cancel it before starting the run fresh"
+                ),
+            });
+        }
+        check_fresh(&dir, &selected)?;
+        if !options.dry_run {
+            moved = move_aside(&dir, &selected)?;
+        }
+    }
+    // A dry run of a fresh start leaves the old directories as they are.
+    let to_prepare: &[&PlannedRun] = if options.fresh && options.dry_run {
+        &[]
+    } else {
+        &selected
+    };
+    let dir = prepare_runs(experiment, &options.runs_root, to_prepare)?;
+    let log = SweepLog::of(&dir);
+    let events = log.read();
     let mut todo = Vec::new();
     let mut skipped = Vec::new();
-    for run in &experiment.runs {
+    for run in &selected {
+        if options.fresh {
+            todo.push(run.name.clone());
+            continue;
+        }
         if let Some(job) = queued.runs.get(&run.name) {
             skipped.push((run.name.clone(), format!("queued in Slurm job {job}")));
             continue;
@@ -414,6 +458,7 @@ pub fn submit(experiment: &Experiment, options: &SlurmOptions) -> Result<Submiss
         finish_script: None,
         submitted_unix: unix_now(),
         skipped,
+        moved,
     };
     if !todo.is_empty() {
         let run_dirs: Vec<PathBuf> = todo.iter().map(|n| experiment_dir.join(n)).collect();
@@ -447,9 +492,11 @@ pub fn submit(experiment: &Experiment, options: &SlurmOptions) -> Result<Submiss
             ..spec.clone()
         };
         let path = slurm_dir.join("finish.sbatch");
+        let names: Vec<String> = selected.iter().map(|r| r.name.clone()).collect();
+        let only = options.only.as_ref().map(|_| names.as_slice());
         forgetlab_runs::write_atomic(
             &path,
-            finish_script(&finish_spec, &experiment_dir).as_bytes(),
+            finish_script(&finish_spec, &experiment_dir, only).as_bytes(),
         )
         .map_err(|e| SweepError::io(&path, e))?;
         submission.finish_script = Some(path.clone());

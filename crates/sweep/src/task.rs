@@ -15,6 +15,7 @@ use crate::process::{
 use crate::rundirs::{
     Assessment, Skip, Work, assess, log_event, read_status, record_unreported_stop,
 };
+use crate::select::check_names;
 
 /// How one run's turn ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -346,6 +347,9 @@ pub struct FinishOptions {
     /// Outputs in `console.log` files and children in their own process groups (local), or
     /// inherited (Slurm job).
     pub local: bool,
+    /// Evaluate leftovers only among these runs (`sweep run --only` on Slurm); the fit and the
+    /// report still cover every evaluated run. `None`: every run.
+    pub only: Option<Vec<String>>,
 }
 
 impl Default for FinishOptions {
@@ -355,16 +359,27 @@ impl Default for FinishOptions {
             retry_failed: false,
             force: true,
             local: true,
+            only: None,
         }
     }
 }
 
 /// Evaluates leftovers, then fits the laws and writes the report for an experiment directory.
+/// A name in `options.only` that is not a run directory of it is an error.
 pub fn finish_experiment(
     dir: &ExperimentDir,
     forgetlab: &Forgetlab,
     options: &FinishOptions,
 ) -> Result<(Vec<(String, RunOutcome)>, FinishOutcome), SweepError> {
+    if let Some(only) = &options.only {
+        let names: Vec<String> = dir.runs().iter().map(RunDir::name).collect();
+        let known: Vec<&str> = names.iter().map(String::as_str).collect();
+        let how_to_list = format!(
+            "`forgetlab sweep status {}` lists them",
+            dir.root().display()
+        );
+        check_names(&dir.name(), only, &known, &how_to_list)?;
+    }
     let supervisor = Supervisor::new(None, true);
     finish_with(dir, forgetlab, options, &supervisor, false)
 }
@@ -390,6 +405,11 @@ pub(crate) fn finish_with(
         for run in dir.runs() {
             if supervisor.stopping() {
                 break;
+            }
+            if let Some(only) = &options.only
+                && !only.iter().any(|n| n.trim() == run.name())
+            {
+                continue;
             }
             if assess(&run, &events, options.retry_failed) == Assessment::Work(Work::Eval) {
                 tracing::info!("{}: evaluating", run.name());

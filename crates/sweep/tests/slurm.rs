@@ -80,9 +80,18 @@ fn driver(args: &[String]) -> i32 {
                 1
             }
         },
-        ["sweep", "finish", dir] => {
+        ["sweep", "finish", dir, only @ ..] => {
+            let only = match only {
+                [] => None,
+                ["--only", names] => Some(names.split(',').map(str::to_string).collect()),
+                other => {
+                    eprintln!("driver: unexpected arguments {other:?}");
+                    return 2;
+                }
+            };
             let options = FinishOptions {
                 local: false,
+                only,
                 ..FinishOptions::default()
             };
             match forgetlab_sweep::finish_experiment(&ExperimentDir::new(dir), &forgetlab, &options)

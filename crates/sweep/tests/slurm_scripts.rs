@@ -6,10 +6,10 @@ mod common;
 use std::path::PathBuf;
 
 use common::{BASE, Fixture};
-use forgetlab_sweep::Experiment;
 use forgetlab_sweep::slurm::{
     ScriptSpec, SlurmConfig, SlurmOptions, array_script, finish_script, gpus_for, submit,
 };
+use forgetlab_sweep::{Experiment, SweepError};
 
 fn spec(config: SlurmConfig, gpus: u32) -> ScriptSpec {
     ScriptSpec {
@@ -90,13 +90,20 @@ fn array_script_carries_every_directive_and_the_requeue_handler() {
         .unwrap();
     assert!(status.success(), "the script must parse:\n{script}");
 
-    let finish = finish_script(&spec(SlurmConfig::default(), 0), &PathBuf::from("/r"));
+    let finish = finish_script(&spec(SlurmConfig::default(), 0), &PathBuf::from("/r"), None);
     assert!(
         !directives(&finish)
             .iter()
             .any(|d| d.starts_with("--gres") || d.starts_with("--array"))
     );
     assert!(finish.contains("sweep finish /r\n"), "{finish}");
+    let only = ["a".to_string(), "b".to_string()];
+    let finish = finish_script(
+        &spec(SlurmConfig::default(), 0),
+        &PathBuf::from("/r"),
+        Some(&only),
+    );
+    assert!(finish.contains("sweep finish /r --only a,b\n"), "{finish}");
 }
 
 #[test]
@@ -174,4 +181,80 @@ fn dry_run_writes_scripts_for_the_runs_that_need_work() {
         "binary snapshot"
     );
     assert!(sub.finish_script.unwrap().is_file());
+}
+
+#[test]
+fn dry_run_with_only_writes_an_array_of_just_those_runs() {
+    let f = Fixture::new(&common::tiny_experiment(), None);
+    let experiment = Experiment::load(&f.experiment).unwrap();
+    let mut options = SlurmOptions::new(&f.fake);
+    options.runs_root = f.runs.clone();
+    options.dry_run = true;
+
+    // An unknown name fails before anything is written.
+    options.only = Some(vec!["d_state-8_len-32".into(), "d_state-8_len-64".into()]);
+    let err = submit(&experiment, &options).unwrap_err();
+    assert!(matches!(err, SweepError::UnknownRuns { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(
+            "its runs: d_state-4_len-16, d_state-4_len-32, d_state-8_len-16, d_state-8_len-32"
+        ),
+        "{err}"
+    );
+    assert!(!f.runs.exists(), "nothing may be written");
+
+    // Named out of order: the array follows the plan.
+    options.only = Some(vec!["d_state-8_len-32".into(), "d_state-4_len-16".into()]);
+    let sub = submit(&experiment, &options).unwrap();
+    assert_eq!(sub.runs, ["d_state-4_len-16", "d_state-8_len-32"]);
+    assert!(sub.skipped.is_empty(), "{:?}", sub.skipped);
+    let script = std::fs::read_to_string(sub.array_script.unwrap()).unwrap();
+    assert!(script.contains("#SBATCH --array=0-1\n"), "{script}");
+    let exp_dir = std::path::absolute(f.runs.join("tiny")).unwrap();
+    for run in ["d_state-4_len-16", "d_state-8_len-32"] {
+        assert!(
+            script.contains(&format!("  {}\n", exp_dir.join(run).display())),
+            "{script}"
+        );
+        assert!(f.run_dir("tiny", run).join("config.toml").is_file());
+    }
+    for run in ["d_state-4_len-32", "d_state-8_len-16"] {
+        assert!(!script.contains(run), "{script}");
+        assert!(
+            !f.run_dir("tiny", run).exists(),
+            "{run} must not be created"
+        );
+    }
+    // The finish job evaluates leftovers among the named runs only (then fits everything).
+    let finish = std::fs::read_to_string(sub.finish_script.unwrap()).unwrap();
+    assert!(
+        finish.contains(&format!(
+            "sweep finish {} --only d_state-4_len-16,d_state-8_len-32\n",
+            exp_dir.display()
+        )),
+        "{finish}"
+    );
+
+    // A named run that is done is skipped, unless started fresh; a dry run moves nothing.
+    let forgetlab = forgetlab_sweep::Forgetlab::new(&f.fake, 1);
+    forgetlab_sweep::run_task(&f.run_dir("tiny", "d_state-4_len-16"), &forgetlab).unwrap();
+    options.only = Some(vec!["d_state-4_len-16".into()]);
+    let sub = submit(&experiment, &options).unwrap();
+    assert!(sub.runs.is_empty());
+    assert_eq!(
+        sub.skipped,
+        [("d_state-4_len-16".to_string(), "done".to_string())]
+    );
+    options.fresh = true;
+    let sub = submit(&experiment, &options).unwrap();
+    assert_eq!(sub.runs, ["d_state-4_len-16"]);
+    assert!(sub.moved.is_empty());
+    assert!(
+        f.run_dir("tiny", "d_state-4_len-16")
+            .join("eval/verdict.json")
+            .is_file()
+    );
+    assert!(!f.runs.join("tiny/.old").exists());
+    let script = std::fs::read_to_string(sub.array_script.unwrap()).unwrap();
+    assert!(script.contains("#SBATCH --array=0-0\n"), "{script}");
 }

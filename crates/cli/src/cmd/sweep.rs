@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use forgetlab_runs::ExperimentDir;
+use forgetlab_sweep::rundirs::Skip;
+use forgetlab_sweep::select;
 use forgetlab_sweep::slurm::{self, SlurmConfig, SlurmOptions, TrackOptions};
 use forgetlab_sweep::status::{status_json, status_rows, status_text};
 use forgetlab_sweep::{
@@ -23,7 +26,7 @@ pub struct Args {
 enum Command {
     /// Print the runs an experiment file expands to (name, N_S, length, tokens), running nothing.
     Plan(PlanArgs),
-    /// Train, evaluate, fit and report every run of an experiment, locally or on Slurm.
+    /// Train, evaluate, fit and report every run of an experiment (or the --only ones), locally or on Slurm.
     Run(Box<RunArgs>),
     /// Show every run of an experiment: state, step, last loss, verdict.
     Status(StatusArgs),
@@ -74,6 +77,15 @@ struct RunArgs {
     /// Retry runs whose training or evaluation failed before.
     #[arg(long)]
     retry_failed: bool,
+    /// Only these runs, as `sweep plan` names them (comma-separated or repeated); the fit and
+    /// report still cover every evaluated run. A run already evaluated is skipped, a trained
+    /// one without a current verdict is only evaluated.
+    #[arg(long, value_delimiter = ',', value_name = "RUN")]
+    only: Option<Vec<String>>,
+    /// With --only: move the named runs' directories to <experiment>/.old/<run>.old-<unix time>
+    /// (nothing is deleted) and train them again from scratch.
+    #[arg(long, requires = "only")]
+    fresh: bool,
     /// Do not fit and report at the end.
     #[arg(long)]
     no_fit: bool,
@@ -168,6 +180,9 @@ struct FinishArgs {
     /// Retry evaluations that failed before.
     #[arg(long)]
     retry_failed: bool,
+    /// Evaluate leftovers only among these runs (the fit still covers every evaluated run).
+    #[arg(long, value_delimiter = ',', value_name = "RUN")]
+    only: Option<Vec<String>>,
 }
 
 #[derive(clap::Args)]
@@ -235,20 +250,40 @@ fn run_cmd(mut a: RunArgs) -> anyhow::Result<()> {
     }
     match a.executor {
         Executor::Local => {
+            if a.slurm.dry_run {
+                bail!(
+                    "--dry-run writes Slurm scripts (--executor slurm); `forgetlab sweep plan` lists the runs and `forgetlab sweep status` shows where each stands"
+                );
+            }
             let mut options = LocalOptions::new(this_exe()?);
             options.runs_root = a.target.runs_dir.clone();
             options.jobs = a.jobs;
             options.threads = Some(threads());
             options.retry_failed = a.retry_failed;
+            options.only = a.only.clone();
+            options.fresh = a.fresh;
             options.fit = !a.no_fit;
             let outcome = forgetlab_sweep::run_local(&experiment, &options)?;
             print_status(
                 &ExperimentRef::File(experiment.path.clone()),
                 &a.target.runs_dir,
             )?;
+            print_moved(&outcome.moved);
+            if a.only.is_some() {
+                for (name, run) in &outcome.runs {
+                    if let RunOutcome::Skipped(skip) = run {
+                        print_skipped(name, &skip.describe(), &outcome.dir);
+                    }
+                }
+            }
             if outcome.interrupted {
+                let only = a
+                    .only
+                    .as_ref()
+                    .map(|names| format!(" --only {}", names.join(",")))
+                    .unwrap_or_default();
                 return Err(super::Interrupted(format!(
-                    "rerun `forgetlab sweep run {}` to resume",
+                    "rerun `forgetlab sweep run {}{only}` to resume",
                     experiment.path.display()
                 ))
                 .into());
@@ -273,11 +308,34 @@ fn run_cmd(mut a: RunArgs) -> anyhow::Result<()> {
             options.runs_root = a.target.runs_dir.clone();
             options.overrides = a.slurm.config();
             options.retry_failed = a.retry_failed;
+            options.only = a.only.clone();
+            options.fresh = a.fresh;
             options.fit = !a.no_fit;
             options.dry_run = a.slurm.dry_run;
             let submission = slurm::submit(&experiment, &options)?;
+            let dir = experiment.dir(&a.target.runs_dir);
             for (name, why) in &submission.skipped {
-                tracing::info!("{name}: skipped ({why})");
+                if a.only.is_some() {
+                    print_skipped(name, why, &dir);
+                } else {
+                    tracing::info!("{name}: skipped ({why})");
+                }
+            }
+            print_moved(&submission.moved);
+            if a.fresh && a.slurm.dry_run {
+                let to_move: Vec<&str> = submission
+                    .runs
+                    .iter()
+                    .filter(|n| select::holds_results(&dir.run(n)))
+                    .map(String::as_str)
+                    .collect();
+                if !to_move.is_empty() {
+                    println!(
+                        "dry run: nothing moved; a real run first moves {} to {}",
+                        to_move.join(", "),
+                        dir.root().join(select::OLD_DIR).display()
+                    );
+                }
             }
             if let Some(script) = &submission.array_script {
                 println!("array script: {}", script.display());
@@ -311,7 +369,6 @@ fn run_cmd(mut a: RunArgs) -> anyhow::Result<()> {
                 );
                 return Ok(());
             }
-            let dir = experiment.dir(&a.target.runs_dir);
             let track = TrackOptions {
                 poll: Duration::from_secs(a.slurm.poll_seconds.max(1)),
                 handle_signals: true,
@@ -333,6 +390,25 @@ fn run_cmd(mut a: RunArgs) -> anyhow::Result<()> {
             }
             print_status(&reference, &a.target.runs_dir)
         }
+    }
+}
+
+/// Where `--fresh` put the old run directories.
+fn print_moved(moved: &[(String, PathBuf)]) {
+    for (name, to) in moved {
+        println!("{name}: old directory moved to {}", to.display());
+    }
+}
+
+/// A named run that got no work, and for a finished one how to train it again.
+fn print_skipped(name: &str, why: &str, dir: &ExperimentDir) {
+    if why == Skip::Done.describe() {
+        println!(
+            "{name}: skipped, already trained and evaluated; add --fresh to train it again from scratch (the old directory goes to {})",
+            dir.root().join(select::OLD_DIR).display()
+        );
+    } else {
+        println!("{name}: skipped ({why})");
     }
 }
 
@@ -363,6 +439,7 @@ fn finish_cmd(a: FinishArgs) -> anyhow::Result<()> {
     let forgetlab = Forgetlab::new(this_exe()?, threads());
     let options = FinishOptions {
         retry_failed: a.retry_failed,
+        only: a.only,
         // Inside a Slurm job the output belongs in the job's log.
         local: std::env::var_os("SLURM_JOB_ID").is_none(),
         ..FinishOptions::default()
