@@ -345,16 +345,18 @@ pub fn law_fragment(view: &ExperimentView) -> Markup {
 
 fn law_details(law: &LawReport) -> Markup {
     html! {
+        ul #law-fits { @for line in crate::report::law_text(law) { li { (line) } } }
         div.scroll {
             table.data #law-points {
-                thead { tr { th.num { "N_S" } th { "lengths tried" } th.num { "T_forget" } th { "bracketed" } th { "note" } } }
+                thead { tr { th.num { "N_S" } th.num { "SSM part" } th { "lengths tried" } th.num { "T_forget" } th.num { "T_recall" } th { "note" } } }
                 tbody {
                     @for p in &law.forget_points {
                         tr {
                             td.num { (state_size_text(p.state_size)) }
+                            td.num { (p.ssm_state_size.map_or("–".into(), state_size_text)) }
                             td { @for (l, v) in p.lengths.iter().zip(&p.verdicts) { (fmt_length(*l as f64)) (verdict_mark(*v)) " " } }
-                            td.num { (p.t_forget.map(|t| fmt_length(t as f64)).unwrap_or_else(|| "–".into())) }
-                            td { @if p.bracketed { "yes" } @else { span.note { "no" } } }
+                            td.num { (crate::report::forget_cell(p)) }
+                            td.num { (crate::report::recall_cell(law, p.state_size)) }
                             td.wrap.note { (p.note) }
                         }
                     }

@@ -19,7 +19,9 @@ use forgetlab_plot::TrainingChart;
 use forgetlab_plot::TrainingOptions;
 use forgetlab_plot::format::{fmt_fixed, fmt_length, fmt_sig};
 use forgetlab_runs::ExperimentDir;
-use forgetlab_runs::results::{LawReport, LinearFit};
+use forgetlab_runs::results::{
+    Censoring, Estimate, ExponentialFit, ForgetPoint, LawReport, LinearFit, RecallShape, Retrieval,
+};
 
 use crate::charts::{self, PositionQuery};
 use crate::error::DashboardError;
@@ -361,9 +363,9 @@ fn summary_section(doc: &mut Doc, view: &ExperimentView) {
     doc.list(&items);
 }
 
-fn fit_line(fit: &LinearFit, label: &str) -> String {
+fn fit_line(fit: &LinearFit, label: &str, tag: &str) -> String {
     format!(
-        "{label}: T_forget[K] = {} N_S[M] {} {} — a in [{}, {}], b in [{}, {}] (bootstrap), R² = {}, n = {}",
+        "{label}: T_forget[K] = {} N_S[M] {} {}{tag} — a in [{}, {}], b in [{}, {}] ({} bootstrap{}), R² = {}, n = {}",
         fmt_sig(fit.a, 4),
         if fit.b < 0.0 { "−" } else { "+" },
         fmt_sig(fit.b.abs(), 4),
@@ -371,46 +373,168 @@ fn fit_line(fit: &LinearFit, label: &str) -> String {
         fmt_sig(fit.a_ci.1, 4),
         fmt_sig(fit.b_ci.0, 4),
         fmt_sig(fit.b_ci.1, 4),
+        fmt_percent(fit.confidence),
+        if fit.is_rough() {
+            format!("; rough: only {} state sizes", fit.state_sizes())
+        } else {
+            String::new()
+        },
         fmt_sig(fit.r2, 4),
         fit.n
     )
 }
 
-fn law_text(law: &LawReport) -> Vec<String> {
-    let mut lines = Vec::new();
-    if let Some(f) = &law.linear {
-        lines.push(fit_line(f, "Fit"));
+fn fmt_percent(level: f64) -> String {
+    format!("{}%", fmt_sig(level * 100.0, 3))
+}
+
+fn origin_text(fit: &LinearFit) -> &'static str {
+    if fit.with_origin {
+        "through (0, 0)"
+    } else {
+        "without (0, 0)"
     }
-    if let Some(f) = &law.linear_with_origin {
-        lines.push(fit_line(f, "Fit through (0, 0)"));
-    }
-    if law.linear.is_none() && law.linear_with_origin.is_none() {
-        lines.push(
-            "T_forget(N_S) not fitted: too few state sizes with a bracketed T_forget.".into(),
-        );
-    }
-    lines.push(format!(
-        "Paper: T_forget[K] = {} N_S[M] − {}",
-        law.paper_linear.0, -law.paper_linear.1
-    ));
-    match &law.exponential {
-        Some(e) => lines.push(format!(
-            "T_recall[K] = {} ({}^N_S − 1) {} {} — k in [{}, {}], R² = {}, n = {} (paper: {} ({}^N_S − 1) − {})",
+}
+
+fn recall_text(e: Option<&ExponentialFit>, shape: Option<&RecallShape>, label: &str) -> String {
+    match (e, shape) {
+        (Some(e), _) => format!(
+            "{label}T_recall[K] = {} ({}^N_S − 1) {} {} (zero-shot) — k in [{}, {}]{}, R² = {}, n = {}",
             fmt_sig(e.c, 4),
             fmt_sig(e.k, 4),
             if e.d < 0.0 { "−" } else { "+" },
             fmt_sig(e.d.abs(), 4),
             fmt_sig(e.k_ci.0, 4),
             fmt_sig(e.k_ci.1, 4),
+            if e.is_rough() {
+                format!(" (rough: only {} state sizes)", e.state_sizes())
+            } else {
+                String::new()
+            },
             fmt_sig(e.r2, 4),
             e.n,
-            law.paper_exponential.0,
-            law.paper_exponential.1,
-            -law.paper_exponential.2
-        )),
-        None => lines.push("T_recall(N_S) not fitted: too few state sizes with a T_recall.".into()),
+        ),
+        (None, Some(s)) if !s.identifiable => format!(
+            "{label}T_recall(N_S): k not identifiable, no exponential reported ({}){}",
+            s.reason.as_deref().unwrap_or("no curvature"),
+            s.line.as_ref().map_or(String::new(), |l| format!(
+                "; the points' own straight line: T_recall[K] = {} N_S[M] {} {}",
+                fmt_sig(l.a, 4),
+                if l.b < 0.0 { "−" } else { "+" },
+                fmt_sig(l.b.abs(), 4)
+            ))
+        ),
+        _ => format!(
+            "{label}T_recall(N_S) not fitted: too few state sizes with an exact zero-shot T_recall."
+        ),
+    }
+}
+
+/// The fitted laws in sentences: the primary T_forget line first, the other beside it, the
+/// SSM-only fits, the T_recall law (or why k is not identifiable), the paper's.
+pub(crate) fn law_text(law: &LawReport) -> Vec<String> {
+    let mut lines = Vec::new();
+    match law.primary_linear() {
+        Some(f) => {
+            lines.push(fit_line(
+                f,
+                "Fit",
+                &format!(" (primary, {})", origin_text(f)),
+            ));
+            if let Some(s) = law.secondary_linear() {
+                lines.push(fit_line(s, &format!("Beside it, {}", origin_text(s)), ""));
+            }
+        }
+        None => lines.push(
+            "T_forget(N_S) not fitted: too few state sizes with an exact (bracketed) T_forget."
+                .into(),
+        ),
+    }
+    lines.push(format!(
+        "Paper: T_forget[K] = {} N_S[M] − {}",
+        law.paper_linear.0, -law.paper_linear.1
+    ));
+    lines.push(recall_text(
+        law.exponential.as_ref(),
+        law.recall_shape.as_ref(),
+        "",
+    ));
+    lines.push(format!(
+        "Paper: T_recall[K] = {} ({}^N_S − 1) − {} (zero-shot)",
+        law.paper_exponential.0, law.paper_exponential.1, -law.paper_exponential.2
+    ));
+    if let Some(ssm) = &law.ssm_only {
+        let (chosen, other) = if law.primary_with_origin {
+            (&ssm.linear_with_origin, &ssm.linear)
+        } else {
+            (&ssm.linear, &ssm.linear_with_origin)
+        };
+        if let Some(f) = chosen.as_ref().or(other.as_ref()) {
+            lines.push(fit_line(
+                f,
+                "SSM-only states",
+                &format!(" ({})", origin_text(f)),
+            ));
+        }
+        lines.push(recall_text(
+            ssm.exponential.as_ref(),
+            ssm.recall_shape.as_ref(),
+            "SSM-only states: ",
+        ));
     }
     lines
+}
+
+/// A point's estimate as text: `2K`, `≤ 1K`, `> 4K` (T_forget) or `≥ 8K`, `< 1K` (T_recall).
+fn estimate_text(estimate: Option<Estimate>, recall: bool) -> String {
+    let Some(e) = estimate else {
+        return "–".into();
+    };
+    let mark = match (e.kind, recall) {
+        (Censoring::Exact, _) => "",
+        (Censoring::UpperBound, false) => "≤ ",
+        (Censoring::LowerBound, false) => "> ",
+        (Censoring::UpperBound, true) => "< ",
+        (Censoring::LowerBound, true) => "≥ ",
+    };
+    format!("{mark}{}", fmt_length(e.tokens as f64))
+}
+
+/// T_recall of a state size as text, with how it was measured.
+pub(crate) fn recall_cell(law: &LawReport, state_size: u64) -> String {
+    let Some(r) = law
+        .recall_points
+        .iter()
+        .find(|r| r.state_size == state_size)
+    else {
+        return "–".into();
+    };
+    match r.passkey_ran {
+        Some(false) => "passkey not run".into(),
+        None if r.estimate.is_none() => "–".into(),
+        _ => {
+            let mut text = estimate_text(r.estimate, true);
+            if let Some(e) = r.estimate
+                && e.kind != Censoring::Exact
+            {
+                text.push_str(&format!(" ({})", e.kind.label()));
+            }
+            if r.retrieval == Retrieval::InDistribution {
+                text.push_str(" (in-distribution)");
+            }
+            text
+        }
+    }
+}
+
+/// T_forget of a point as text, with how it was measured.
+pub(crate) fn forget_cell(p: &ForgetPoint) -> String {
+    match p.estimate {
+        Some(e) if e.kind != Censoring::Exact => {
+            format!("{} ({})", estimate_text(Some(e), false), e.kind.label())
+        }
+        e => estimate_text(e, false),
+    }
 }
 
 fn law_section(
@@ -459,19 +583,23 @@ fn law_section(
                         .join(" ");
                     vec![
                         Cell::from(state_size_text(p.state_size)),
+                        Cell::from(p.ssm_state_size.map_or("–".into(), state_size_text)),
                         Cell::from(tried),
-                        Cell::from(
-                            p.t_forget
-                                .map(|t| fmt_length(t as f64))
-                                .unwrap_or_else(|| "–".into()),
-                        ),
-                        Cell::from(if p.bracketed { "yes" } else { "no" }),
+                        Cell::from(forget_cell(p)),
+                        Cell::from(recall_cell(law, p.state_size)),
                         Cell::from(p.note.clone()),
                     ]
                 })
                 .collect();
             doc.table(
-                &["N_S", "lengths tried", "T_forget", "bracketed", "note"],
+                &[
+                    "N_S",
+                    "SSM part",
+                    "lengths tried",
+                    "T_forget",
+                    "T_recall",
+                    "note",
+                ],
                 rows,
             );
             if !law.notes.is_empty() {

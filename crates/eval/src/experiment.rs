@@ -1,7 +1,9 @@
 //! `forgetlab fit`: from an experiment directory to `law.json`.
 //!
 //! Reads every run's config, verdict, passkey summary and per-position table, adds the
-//! reference-run criterion to each verdict, and fits the laws ([`crate::law`]).
+//! reference-run criterion to each verdict, and fits the laws ([`crate::law`]). The config gives
+//! N_S with its SSM part (the laws are fitted on both) and whether training mixed in synthetic
+//! passkey sequences, which makes that run's passkey retrieval in-distribution, not zero-shot.
 //!
 //! The reference test is a second, model-based comparison: within one state size, the run with
 //! the longest training length is the one most likely to forget, and it was scored on the same
@@ -17,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use forgetlab_runs::config::SyntheticTask;
 use forgetlab_runs::results::{ForgetVerdict, LawReport, PasskeySummary, PerPositionReport};
 use forgetlab_runs::summary::read_json;
 use forgetlab_runs::{ConfigError, ExperimentDir, FitConfig, RunConfig, RunDir, write_json_atomic};
@@ -170,11 +173,14 @@ pub fn fit_experiment(
         .map(|r| RunOutcome {
             run: r.name.clone(),
             state_size: r.state_size(),
+            ssm_state_size: r.config.model.state_size().ssm,
             seq_len: r.seq_len(),
             has_verdict: r.verdict.is_some(),
             forgets: r.verdict.as_ref().and_then(|v| v.forgets),
             has_passkey: r.passkey.is_some(),
             t_recall: r.passkey.as_ref().and_then(|p| p.t_recall),
+            passkey_lengths: r.passkey.as_ref().map_or(Vec::new(), complete_lengths),
+            passkey_trained: trained_on_passkey(&r.config),
         })
         .collect();
     let mut report = law::law_report(&experiment.name(), &outcomes, options)?;
@@ -190,6 +196,32 @@ pub fn fit_experiment(
         law_path,
         updated_verdicts,
     })
+}
+
+/// The passkey lengths scored with every sample asked for (the ones T_recall is read from);
+/// every length for summaries written before sample counts were recorded.
+fn complete_lengths(summary: &PasskeySummary) -> Vec<usize> {
+    let mut lengths: Vec<usize> = if summary.samples.len() == summary.lengths.len() {
+        summary
+            .lengths
+            .iter()
+            .zip(&summary.samples)
+            .filter(|(_, n)| **n >= summary.samples_per_length)
+            .map(|(l, _)| *l)
+            .collect()
+    } else {
+        summary.lengths.clone()
+    };
+    lengths.sort_unstable();
+    lengths.dedup();
+    lengths
+}
+
+/// Whether a run's training mixed in synthetic passkey sequences, so that passkey retrieval is
+/// in-distribution for it rather than zero-shot.
+fn trained_on_passkey(config: &RunConfig) -> bool {
+    let synthetic = &config.data.synthetic;
+    synthetic.ratio > 0.0 && synthetic.tasks.contains(&SyntheticTask::Passkey)
 }
 
 /// For each state size, compares every shorter-trained run with the longest-trained one and
@@ -295,7 +327,7 @@ fn add_reference_criteria(
 mod tests {
     use super::*;
     use forgetlab_runs::config::{Mitigation, VerdictConfig};
-    use forgetlab_runs::results::{LossBucket, LossCurve, Outcome};
+    use forgetlab_runs::results::{Censoring, Estimate, LossBucket, LossCurve, Outcome, Retrieval};
 
     use crate::simulate::{Noise, block_windows, range_samples};
     use crate::verdict::{VerdictInput, decide, memory_lengths};
@@ -512,6 +544,116 @@ total_tokens = {}
             notes.contains("run b-512: verdict.json was written by the version-1 criterion"),
             "{notes}"
         );
+    }
+
+    /// Replaces a run's passkey summary with one scored at `lengths` (`samples` each of 1
+    /// asked for, `accuracy` per length).
+    fn write_passkey(run: &RunDir, lengths: &[usize], samples: &[usize], accuracy: &[f64]) {
+        let complete: Vec<(usize, f64)> = lengths
+            .iter()
+            .zip(accuracy)
+            .zip(samples)
+            .filter(|(_, n)| **n >= 1)
+            .map(|((l, a), _)| (*l, *a))
+            .collect();
+        let summary = PasskeySummary {
+            run: run.name(),
+            lengths: lengths.to_vec(),
+            samples_per_length: 1,
+            accuracy: accuracy.to_vec(),
+            heatmap: vec![accuracy.iter().map(|a| Some(*a)).collect()],
+            depth_bins: 1,
+            threshold: 0.95,
+            t_recall: crate::passkey_score::t_recall(&complete, 0.95, Default::default()),
+            mitigation: Mitigation::default(),
+            samples: samples.to_vec(),
+            recall_rule: Default::default(),
+        };
+        write_json_atomic(&summary_file(&run.passkey_dir("none")), &summary).unwrap();
+    }
+
+    /// law.json gets the SSM part of every state size from the run configs, labels a model
+    /// trained on synthetic passkey as in-distribution, marks a T_recall at the longest
+    /// complete length as a lower bound, and marks the primary line as `[fit]` asks.
+    #[test]
+    fn run_configs_decide_state_parts_retrieval_and_the_primary_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let exp = ExperimentDir::new(tmp.path().join("exp"));
+        write_run(&exp, "a-256", 32, 256, Some(400), None);
+        let a = write_run(&exp, "a-512", 32, 512, None, None);
+        write_run(&exp, "b-512", 64, 512, Some(700), None);
+        let b = write_run(&exp, "b-1024", 64, 1024, None, None);
+        // b was trained with synthetic passkey sequences.
+        for run in [exp.run("b-512"), b.clone()] {
+            let mut config = std::fs::read_to_string(run.config()).unwrap();
+            config.push_str("\n[data.synthetic]\nratio = 0.25\ntasks = [\"passkey\"]\n");
+            std::fs::write(run.config(), config).unwrap();
+        }
+        // a passes up to 2K of 1K-4K: exact. b passes 1K and 2K; 4K is incomplete, so 2K is
+        // the longest length that counts: a lower bound.
+        write_passkey(&a, &[1024, 2048, 4096], &[1, 1, 1], &[1.0, 1.0, 0.0]);
+        write_passkey(&b, &[1024, 2048, 4096], &[1, 1, 0], &[1.0, 1.0, 0.0]);
+        std::fs::write(exp.experiment_file(), "[fit]\ninclude_origin = false\n").unwrap();
+
+        let options = LawOptions {
+            bootstrap: 50,
+            ..fit_options(&exp).unwrap()
+        };
+        let fit = fit_experiment(&exp, &options).unwrap();
+        let report = &fit.report;
+        assert!(!report.primary_with_origin);
+        assert_eq!(report.primary_linear().map(|f| f.with_origin), Some(false));
+
+        let model = |d_model: usize| {
+            RunConfig::load(
+                &exp.run(if d_model == 32 { "a-256" } else { "b-512" })
+                    .config(),
+            )
+            .unwrap()
+            .model
+            .state_size()
+        };
+        for (i, d_model) in [32, 64].into_iter().enumerate() {
+            let size = model(d_model);
+            let p = &report.forget_points[i];
+            assert_eq!(
+                (p.state_size, p.ssm_state_size),
+                (size.total, Some(size.ssm))
+            );
+            let r = &report.recall_points[i];
+            assert_eq!(
+                (r.state_size, r.ssm_state_size),
+                (size.total, Some(size.ssm))
+            );
+        }
+        let [a_recall, b_recall] = [&report.recall_points[0], &report.recall_points[1]];
+        assert_eq!(a_recall.retrieval, Retrieval::ZeroShot);
+        assert_eq!(b_recall.retrieval, Retrieval::InDistribution);
+        assert_eq!(
+            a_recall.estimate,
+            Some(Estimate {
+                tokens: 2048,
+                kind: Censoring::Exact
+            })
+        );
+        assert_eq!(a_recall.lengths, vec![1024, 2048, 4096]);
+        assert_eq!(
+            b_recall.estimate,
+            Some(Estimate {
+                tokens: 2048,
+                kind: Censoring::LowerBound
+            })
+        );
+        assert_eq!(b_recall.lengths, vec![1024, 2048]);
+        assert!(report.ssm_only.is_some());
+        let notes = report.notes.join("\n");
+        assert!(
+            notes.contains("1 state size(s) have an in-distribution T_recall"),
+            "{notes}"
+        );
+        let back: LawReport =
+            serde_json::from_slice(&std::fs::read(&fit.law_path).unwrap()).unwrap();
+        assert_eq!(&back, report);
     }
 
     #[test]

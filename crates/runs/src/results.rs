@@ -368,6 +368,7 @@ pub struct LinearFit {
     pub a: f64,
     pub b: f64,
     pub r2: f64,
+    /// Points fitted, the (0, 0) point included when `with_origin`.
     pub n: usize,
     /// Bootstrap confidence intervals at [`LinearFit::confidence`].
     pub a_ci: (f64, f64),
@@ -385,6 +386,22 @@ pub struct LinearFit {
     pub confidence: f64,
 }
 
+impl LinearFit {
+    /// State sizes behind the fit (the origin not counted).
+    pub fn state_sizes(&self) -> usize {
+        self.n.saturating_sub(usize::from(self.with_origin))
+    }
+
+    /// Whether so few state sizes were resampled that the intervals are rough.
+    pub fn is_rough(&self) -> bool {
+        self.state_sizes() <= ROUGH_FIT_POINTS
+    }
+}
+
+/// With this many state sizes or fewer, a bootstrap over state sizes draws from a handful of
+/// distinct resamples: its intervals are rough, and reports say so.
+pub const ROUGH_FIT_POINTS: usize = 4;
+
 fn default_confidence() -> f64 {
     0.95
 }
@@ -396,6 +413,7 @@ pub struct ExponentialFit {
     pub k: f64,
     pub d: f64,
     pub r2: f64,
+    /// Points fitted, the (0, 0) point included when `with_origin`.
     pub n: usize,
     pub k_ci: (f64, f64),
     pub c_ci: (f64, f64),
@@ -403,10 +421,62 @@ pub struct ExponentialFit {
     pub with_origin: bool,
 }
 
+impl ExponentialFit {
+    /// State sizes behind the fit (the origin not counted).
+    pub fn state_sizes(&self) -> usize {
+        self.n.saturating_sub(usize::from(self.with_origin))
+    }
+
+    /// Whether so few state sizes were resampled that the intervals are rough.
+    pub fn is_rough(&self) -> bool {
+        self.state_sizes() <= ROUGH_FIT_POINTS
+    }
+}
+
+/// Whether a point's quantity was measured or only bounded by the lengths tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Censoring {
+    /// Measured to the resolution of the lengths tried (T_forget: bracketed).
+    Exact,
+    /// The quantity is at least (T_recall) or above (T_forget) `tokens`.
+    LowerBound,
+    /// The quantity is at most (T_forget) or below (T_recall) `tokens`.
+    UpperBound,
+}
+
+impl Censoring {
+    /// `exact`, `lower bound`, `upper bound`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Censoring::Exact => "exact",
+            Censoring::LowerBound => "lower bound",
+            Censoring::UpperBound => "upper bound",
+        }
+    }
+}
+
+/// A point's value in tokens and whether it is exact or a bound. Only exact points are fitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Estimate {
+    pub tokens: usize,
+    pub kind: Censoring,
+}
+
+impl Estimate {
+    pub fn is_exact(&self) -> bool {
+        self.kind == Censoring::Exact
+    }
+}
+
 /// One state size's T_forget as found in an experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "ForgetPointFile")]
 pub struct ForgetPoint {
+    /// N_S, SSM states plus convolution caches.
     pub state_size: u64,
+    /// The SSM-state part of N_S (`None` in law files written before it was recorded).
+    pub ssm_state_size: Option<u64>,
     /// Training lengths tried at this state size, ascending.
     pub lengths: Vec<usize>,
     /// Verdict per length (`None` = undetermined or not evaluated).
@@ -417,33 +487,259 @@ pub struct ForgetPoint {
     /// bracketed; false when the smallest length tried already forgets (an upper bound only)
     /// or none forgets.
     pub bracketed: bool,
+    /// T_forget exact (bracketed: `tokens` = `t_forget`), an upper bound (the shortest length
+    /// tried already forgets: T_forget <= `tokens`) or a lower bound (no length forgets:
+    /// T_forget > `tokens`, the longest length that does not); `None` without a determined
+    /// verdict.
+    pub estimate: Option<Estimate>,
     pub note: String,
+}
+
+impl ForgetPoint {
+    /// The estimate the lengths and verdicts imply (how law files without `estimate` read).
+    pub fn implied_estimate(
+        lengths: &[usize],
+        verdicts: &[Option<bool>],
+        t_forget: Option<usize>,
+        bracketed: bool,
+    ) -> Option<Estimate> {
+        match t_forget {
+            Some(tokens) => Some(Estimate {
+                tokens,
+                kind: if bracketed {
+                    Censoring::Exact
+                } else {
+                    Censoring::UpperBound
+                },
+            }),
+            None => lengths
+                .iter()
+                .zip(verdicts)
+                .filter(|(_, v)| **v == Some(false))
+                .map(|(l, _)| *l)
+                .max()
+                .map(|tokens| Estimate {
+                    tokens,
+                    kind: Censoring::LowerBound,
+                }),
+        }
+    }
+
+    /// The share of N_S held by the convolution caches, when the SSM part is known.
+    pub fn conv_share(&self) -> Option<f64> {
+        self.ssm_state_size
+            .filter(|_| self.state_size > 0)
+            .map(|ssm| 1.0 - ssm as f64 / self.state_size as f64)
+    }
+}
+
+/// [`ForgetPoint`] as stored, with the fields added since law files were first written.
+#[derive(Deserialize)]
+struct ForgetPointFile {
+    state_size: u64,
+    #[serde(default)]
+    ssm_state_size: Option<u64>,
+    lengths: Vec<usize>,
+    verdicts: Vec<Option<bool>>,
+    t_forget: Option<usize>,
+    bracketed: bool,
+    #[serde(default)]
+    estimate: Option<Estimate>,
+    note: String,
+}
+
+impl From<ForgetPointFile> for ForgetPoint {
+    fn from(f: ForgetPointFile) -> Self {
+        let estimate = f.estimate.or_else(|| {
+            ForgetPoint::implied_estimate(&f.lengths, &f.verdicts, f.t_forget, f.bracketed)
+        });
+        Self {
+            state_size: f.state_size,
+            ssm_state_size: f.ssm_state_size,
+            lengths: f.lengths,
+            verdicts: f.verdicts,
+            t_forget: f.t_forget,
+            bracketed: f.bracketed,
+            estimate,
+            note: f.note,
+        }
+    }
+}
+
+/// How the model behind a T_recall met the passkey task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Retrieval {
+    /// Trained on text only: passkey is zero-shot, as in the paper.
+    #[default]
+    ZeroShot,
+    /// Trained with synthetic passkey sequences (`[data.synthetic]`): retrieval is
+    /// in-distribution and kept out of the zero-shot law.
+    InDistribution,
+}
+
+impl Retrieval {
+    pub fn label(self) -> &'static str {
+        match self {
+            Retrieval::ZeroShot => "zero-shot",
+            Retrieval::InDistribution => "in-distribution",
+        }
+    }
 }
 
 /// One state size's T_recall.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "RecallPointFile")]
 pub struct RecallPoint {
     pub state_size: u64,
+    /// The SSM-state part of N_S (`None` in law files written before it was recorded).
+    pub ssm_state_size: Option<u64>,
     /// From the run with the longest training length at this state size.
     pub run: String,
     pub t_recall: Option<usize>,
+    /// Whether that run has a passkey summary; `None` in law files written before this was
+    /// recorded that have no T_recall (not run, or no length passed: they cannot tell).
+    pub passkey_ran: Option<bool>,
+    /// Passkey lengths scored in full, ascending (empty when passkey did not run, and in old
+    /// law files).
+    pub lengths: Vec<usize>,
+    /// T_recall exact, a lower bound (the longest length tried passes: T_recall >= `tokens`)
+    /// or an upper bound (no length passes: T_recall < `tokens`, the shortest length tried);
+    /// `None` when passkey did not run.
+    pub estimate: Option<Estimate>,
+    /// Zero-shot, or in-distribution for a model trained on synthetic passkey sequences.
+    pub retrieval: Retrieval,
+}
+
+/// [`RecallPoint`] as stored, with the fields added since law files were first written.
+#[derive(Deserialize)]
+struct RecallPointFile {
+    state_size: u64,
+    #[serde(default)]
+    ssm_state_size: Option<u64>,
+    run: String,
+    t_recall: Option<usize>,
+    #[serde(default)]
+    passkey_ran: Option<bool>,
+    #[serde(default)]
+    lengths: Vec<usize>,
+    #[serde(default)]
+    estimate: Option<Estimate>,
+    #[serde(default)]
+    retrieval: Retrieval,
+}
+
+impl From<RecallPointFile> for RecallPoint {
+    fn from(f: RecallPointFile) -> Self {
+        let estimate = f.estimate.or(f.t_recall.map(|tokens| Estimate {
+            tokens,
+            kind: Censoring::Exact,
+        }));
+        Self {
+            state_size: f.state_size,
+            ssm_state_size: f.ssm_state_size,
+            run: f.run,
+            t_recall: f.t_recall,
+            passkey_ran: f.passkey_ran.or(f.t_recall.map(|_| true)),
+            lengths: f.lengths,
+            estimate,
+            retrieval: f.retrieval,
+        }
+    }
+}
+
+/// Whether the T_recall points pin down the curvature of `c (k^x - 1) + d`, and the straight
+/// line that describes them in the experiment's own scale. Over a narrow x range k^x is a line
+/// to within the noise, and the k of the best fit is then set by noise alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecallShape {
+    /// Whether the exponential's curvature is distinguishable from a straight line.
+    pub identifiable: bool,
+    /// p-value of the extra-sum-of-squares F test of the exponential against a straight line
+    /// on the same points (small: the curvature is real); `None` when it cannot be computed.
+    pub curvature_p: Option<f64>,
+    /// Largest gap between the best-fitting exponential and its chord over the points' x
+    /// range, as a fraction of its rise there (0: straight).
+    pub departure: f64,
+    /// The same for the paper's k over the same range.
+    pub paper_departure: f64,
+    /// The x range fitted, in millions of scalars (from 0 when the origin is fitted).
+    pub x_range: (f64, f64),
+    /// Why the curvature is not identifiable, when it is not.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// A straight line through the same points (the origin included as in the exponential).
+    #[serde(default)]
+    pub line: Option<LinearFit>,
+}
+
+/// The fits against one measure of the state size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateFits {
+    pub linear: Option<LinearFit>,
+    pub linear_with_origin: Option<LinearFit>,
+    /// The zero-shot T_recall law, when its curvature is identifiable.
+    pub exponential: Option<ExponentialFit>,
+    #[serde(default)]
+    pub recall_shape: Option<RecallShape>,
 }
 
 /// `law.json`: the experiment's scaling laws, in the paper's units (x: millions of state
-/// scalars; y: thousands of tokens).
+/// scalars; y: thousands of tokens). x is N_S with the convolution caches (the paper's
+/// definition) unless said otherwise; `ssm_only` repeats the fits on the SSM states alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LawReport {
     pub experiment: String,
     pub forget_points: Vec<ForgetPoint>,
+    /// The line through the exact (bracketed) T_forget points.
     pub linear: Option<LinearFit>,
+    /// The same with the (0, 0) point, as the paper fits it.
     pub linear_with_origin: Option<LinearFit>,
+    /// Which of the two the reports lead with (`[fit] include_origin`; true in law files
+    /// written before it was recorded, the setting's default).
+    #[serde(default = "default_primary_with_origin")]
+    pub primary_with_origin: bool,
     pub recall_points: Vec<RecallPoint>,
+    /// The zero-shot T_recall law through the exact points; `None` when it cannot be fitted
+    /// or its curvature is not identifiable (see `recall_shape`).
     pub exponential: Option<ExponentialFit>,
+    /// Whether the T_recall points pin down an exponential, with a straight line beside it.
+    #[serde(default)]
+    pub recall_shape: Option<RecallShape>,
+    /// The same fits with x = the SSM states alone (`None` in old law files).
+    #[serde(default)]
+    pub ssm_only: Option<StateFits>,
     /// The paper's line, T_forget[K] = 5.172 N_S[M] - 4.469.
     pub paper_linear: (f64, f64),
     /// The paper's law, T_recall[K] = 4.756 (1.365^N_S[M] - 1) - 0.742.
     pub paper_exponential: (f64, f64, f64),
     pub notes: Vec<String>,
+}
+
+fn default_primary_with_origin() -> bool {
+    true
+}
+
+impl LawReport {
+    /// The T_forget line the reports lead with (the other one when it is missing).
+    pub fn primary_linear(&self) -> Option<&LinearFit> {
+        let (chosen, other) = self.linear_pair();
+        chosen.or(other)
+    }
+
+    /// The line reported beside the primary one.
+    pub fn secondary_linear(&self) -> Option<&LinearFit> {
+        let (chosen, other) = self.linear_pair();
+        chosen.and(other)
+    }
+
+    fn linear_pair(&self) -> (Option<&LinearFit>, Option<&LinearFit>) {
+        if self.primary_with_origin {
+            (self.linear_with_origin.as_ref(), self.linear.as_ref())
+        } else {
+            (self.linear.as_ref(), self.linear_with_origin.as_ref())
+        }
+    }
 }
 
 /// The paper's published T_forget line: (slope K tokens per M scalars, intercept K tokens).
@@ -464,5 +760,96 @@ mod tests {
         let fit: LinearFit = serde_json::from_str(old).expect("old law files still read");
         assert!(fit.band.is_empty());
         assert_eq!(fit.confidence, 0.95);
+    }
+
+    /// A law file written before censoring, the SSM part, retrieval labels and the primary
+    /// fit were recorded reads with what its fields imply.
+    #[test]
+    fn old_law_files_read_with_implied_estimates() {
+        let old = r#"{"experiment": "e",
+            "forget_points": [
+              {"state_size": 10, "lengths": [16, 32], "verdicts": [false, true],
+               "t_forget": 32, "bracketed": true, "note": ""},
+              {"state_size": 20, "lengths": [16, 32], "verdicts": [true, true],
+               "t_forget": 16, "bracketed": false, "note": ""},
+              {"state_size": 30, "lengths": [16, 32], "verdicts": [false, null],
+               "t_forget": null, "bracketed": false, "note": ""},
+              {"state_size": 40, "lengths": [16], "verdicts": [null],
+               "t_forget": null, "bracketed": false, "note": ""}],
+            "linear": null, "linear_with_origin": null,
+            "recall_points": [{"state_size": 10, "run": "a", "t_recall": 64},
+                              {"state_size": 20, "run": "b", "t_recall": null}],
+            "exponential": null, "paper_linear": [5.172, -4.469],
+            "paper_exponential": [4.756, 1.365, -0.742], "notes": []}"#;
+        let law: LawReport = serde_json::from_str(old).expect("old law files still read");
+        let kinds: Vec<Option<(usize, Censoring)>> = law
+            .forget_points
+            .iter()
+            .map(|p| p.estimate.map(|e| (e.tokens, e.kind)))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                Some((32, Censoring::Exact)),
+                Some((16, Censoring::UpperBound)),
+                Some((16, Censoring::LowerBound)),
+                None
+            ]
+        );
+        assert!(law.forget_points.iter().all(|p| p.ssm_state_size.is_none()));
+        assert!(law.primary_with_origin);
+        assert!(law.ssm_only.is_none() && law.recall_shape.is_none());
+        let r = &law.recall_points;
+        assert_eq!(
+            r[0].estimate,
+            Some(Estimate {
+                tokens: 64,
+                kind: Censoring::Exact
+            })
+        );
+        assert_eq!((r[0].passkey_ran, r[1].passkey_ran), (Some(true), None));
+        assert_eq!(r[1].estimate, None);
+        assert!(r.iter().all(|p| p.retrieval == Retrieval::ZeroShot));
+        // What is written reads back unchanged.
+        let again: LawReport = serde_json::from_str(&serde_json::to_string(&law).unwrap()).unwrap();
+        assert_eq!(again, law);
+    }
+
+    fn line(with_origin: bool, n: usize) -> LinearFit {
+        LinearFit {
+            a: if with_origin { 1.0 } else { 2.0 },
+            b: 0.0,
+            r2: 1.0,
+            n,
+            a_ci: (0.0, 3.0),
+            b_ci: (0.0, 0.0),
+            with_origin,
+            band: vec![],
+            confidence: 0.95,
+        }
+    }
+
+    #[test]
+    fn the_primary_line_follows_the_setting() {
+        let mut law: LawReport = serde_json::from_str(
+            r#"{"experiment": "e", "forget_points": [], "linear": null,
+                "linear_with_origin": null, "recall_points": [], "exponential": null,
+                "paper_linear": [5.172, -4.469], "paper_exponential": [4.756, 1.365, -0.742],
+                "notes": []}"#,
+        )
+        .unwrap();
+        law.linear = Some(line(false, 3));
+        law.linear_with_origin = Some(line(true, 4));
+        assert_eq!(law.primary_linear().map(|f| f.with_origin), Some(true));
+        assert_eq!(law.secondary_linear().map(|f| f.with_origin), Some(false));
+        law.primary_with_origin = false;
+        assert_eq!(law.primary_linear().map(|f| f.with_origin), Some(false));
+        assert_eq!(law.secondary_linear().map(|f| f.with_origin), Some(true));
+        law.linear = None;
+        assert_eq!(law.primary_linear().map(|f| f.with_origin), Some(true));
+        assert!(law.secondary_linear().is_none());
+        // Four state sizes or fewer: rough; the origin is not a state size.
+        assert!(line(true, 5).is_rough() && !line(true, 6).is_rough());
+        assert_eq!(line(true, 5).state_sizes(), 4);
     }
 }

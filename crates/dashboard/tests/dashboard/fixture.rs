@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use forgetlab_runs::config::{Mitigation, RecallRule, VerdictCurve};
 use forgetlab_runs::results::{
-    Diagnostics, ForgetPoint, ForgetVerdict, HeadDiagnostics, LawReport, LayerDiagnostics,
-    LinearFit, LossBucket, LossCurve, MemoryLengths, Outcome, PAPER_FORGET_LINE, PAPER_RECALL_LAW,
-    PasskeySummary, PerPositionReport, RangeRise, RecallPoint, RiseTest, VERDICT_VERSION,
+    Censoring, Diagnostics, Estimate, ForgetPoint, ForgetVerdict, HeadDiagnostics, LawReport,
+    LayerDiagnostics, LinearFit, LossBucket, LossCurve, MemoryLengths, Outcome, PAPER_FORGET_LINE,
+    PAPER_RECALL_LAW, PasskeySummary, PerPositionReport, RangeRise, RecallPoint, Retrieval,
+    RiseTest, VERDICT_VERSION,
 };
 use forgetlab_runs::{
     MetricKind, MetricRecord, RunConfig, RunDir, RunState, RunStatus, append_json_line,
@@ -376,10 +377,14 @@ fn state_size(d_state: usize) -> u64 {
 fn point(d_state: usize, verdicts: [Option<bool>; 3]) -> ForgetPoint {
     let lengths = vec![128, 256, 512];
     let first = verdicts.iter().position(|v| *v == Some(true));
+    let t_forget = first.map(|i| lengths[i]);
+    let bracketed = first.is_some_and(|i| verdicts[..i].contains(&Some(false)));
     ForgetPoint {
         state_size: state_size(d_state),
-        t_forget: first.map(|i| lengths[i]),
-        bracketed: first.is_some_and(|i| verdicts[..i].contains(&Some(false))),
+        ssm_state_size: Some(config(d_state, 128, 0).model.state_size().ssm),
+        t_forget,
+        bracketed,
+        estimate: ForgetPoint::implied_estimate(&lengths, &verdicts, t_forget, bracketed),
         lengths,
         verdicts: verdicts.to_vec(),
         note: String::new(),
@@ -423,19 +428,38 @@ fn law() -> LawReport {
             confidence: 0.95,
         }),
         linear_with_origin: None,
+        primary_with_origin: false,
         recall_points: vec![
             RecallPoint {
                 state_size: state_size(8),
+                ssm_state_size: Some(config(8, 128, 0).model.state_size().ssm),
                 run: run_name(8, 512, 0),
                 t_recall: Some(1024),
+                passkey_ran: Some(true),
+                lengths: vec![256, 1024, 4096],
+                estimate: Some(Estimate {
+                    tokens: 1024,
+                    kind: Censoring::Exact,
+                }),
+                retrieval: Retrieval::ZeroShot,
             },
             RecallPoint {
                 state_size: state_size(16),
+                ssm_state_size: Some(config(16, 128, 0).model.state_size().ssm),
                 run: run_name(16, 512, 0),
                 t_recall: Some(1024),
+                passkey_ran: Some(true),
+                lengths: vec![256, 1024, 4096],
+                estimate: Some(Estimate {
+                    tokens: 1024,
+                    kind: Censoring::Exact,
+                }),
+                retrieval: Retrieval::ZeroShot,
             },
         ],
         exponential: None,
+        recall_shape: None,
+        ssm_only: None,
         paper_linear: PAPER_FORGET_LINE,
         paper_exponential: PAPER_RECALL_LAW,
         notes: vec!["fixture: fitted through 2 points".into()],

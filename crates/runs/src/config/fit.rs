@@ -22,8 +22,9 @@ pub struct FitConfig {
     /// Confidence level of the intervals.
     #[serde(default = "defaults::confidence")]
     pub confidence: f64,
-    /// Whether the headline linear fit includes the (0, 0) point, as the paper's does. Both
-    /// fits are always computed and stored; this picks the one reports lead with.
+    /// Whether the primary T_forget line includes the (0, 0) point, as the paper's does. Both
+    /// lines are always computed and stored in `law.json`; this picks the one `law.json` marks
+    /// primary (`primary_with_origin`) and the chart and summaries lead with.
     #[serde(default = "defaults::include_origin")]
     pub include_origin: bool,
 }
@@ -96,6 +97,8 @@ mod tests {
         assert_eq!(fit.bootstrap_samples, 50);
         assert_eq!(fit.seed, 7);
         assert!(fit.include_origin);
+        let fit = FitConfig::from_experiment_str("[fit]\ninclude_origin = false\n").unwrap();
+        assert!(!fit.include_origin);
         assert_eq!(
             FitConfig::from_experiment_str("").unwrap(),
             FitConfig::default()
