@@ -323,7 +323,7 @@ impl ExperimentView {
             law_line: self
                 .law
                 .as_ref()
-                .and_then(|l| l.linear.as_ref().or(l.linear_with_origin.as_ref()))
+                .and_then(|l| l.primary_linear())
                 .map(|f| (f.a, f.b)),
             updated_unix: self
                 .runs

@@ -191,6 +191,11 @@ pub fn index_page(
 fn chip(exp: &str, row: &RunRow, seeds: bool) -> Markup {
     let s = &row.summary;
     let mut tip = format!("{} — {}", s.name, row.cell.label());
+    if let Some((rise, low, high)) = s.effect {
+        tip.push_str(&format!(
+            " — rise past T_train {rise:+.3} nats [{low:+.3}, {high:+.3}]"
+        ));
+    }
     if let Some(reason) = &s.reason {
         tip.push_str(&format!(" — {reason}"));
     }
@@ -219,6 +224,9 @@ fn chip(exp: &str, row: &RunRow, seeds: bool) -> Markup {
                 _ => {
                     @if let Some(l) = s.last_val_loss.or(s.last_loss) {
                         span.sub { "loss " (fmt_fixed(l, 3)) @if let Some(t) = row.t_recall { " · T_recall " (fmt_length(t as f64)) } }
+                    }
+                    @if let Some((rise, low, high)) = s.effect {
+                        span.sub.effect { "rise " (format!("{rise:+.2} [{low:+.2}, {high:+.2}]")) }
                     }
                 }
             }

@@ -8,9 +8,6 @@
 //! Position `p` of a window's loss slice is the loss of predicting token `p + 1` after seeing
 //! tokens `0..=p`; bucket `[start, end)` covers those positions. The same convention is used by
 //! the n-gram baseline ([`crate::ngram`]), so model and baseline buckets line up exactly.
-//!
-//! Curves of runs with different bucket sizes are compared on their common boundaries
-//! ([`common_grid`]), merging buckets by width-weighted mean.
 
 use forgetlab_runs::results::LossBucket;
 
@@ -307,140 +304,6 @@ pub fn attach_baseline(
     Ok(model)
 }
 
-/// Checks that a curve is non-empty, contiguous, has positive-width buckets and finite values.
-pub fn validate_curve(buckets: &[LossBucket]) -> Result<(), BucketError> {
-    if buckets.is_empty() {
-        return Err(BucketError::Malformed("no buckets".into()));
-    }
-    for (i, b) in buckets.iter().enumerate() {
-        if b.end <= b.start {
-            return Err(BucketError::Malformed(format!(
-                "bucket {i} is [{}, {}): empty",
-                b.start, b.end
-            )));
-        }
-        let values = [Some(b.loss), Some(b.stderr), b.ngram, b.reference];
-        if values.iter().flatten().any(|v| !v.is_finite()) {
-            return Err(BucketError::Malformed(format!(
-                "bucket {i} [{}, {}) holds a non-finite value",
-                b.start, b.end
-            )));
-        }
-        if let Some(next) = buckets.get(i + 1)
-            && next.start != b.end
-        {
-            return Err(BucketError::Malformed(format!(
-                "bucket {i} ends at {} but bucket {} starts at {}",
-                b.end,
-                i + 1,
-                next.start
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Merges consecutive buckets so that the curve's boundaries are exactly `boundaries`
-/// (ascending; every boundary must already be a boundary of the curve). Means are
-/// width-weighted, which is exact for means over positions when every window covers the
-/// merged positions. The merged standard error treats buckets as independent, so it is an
-/// approximation (adjacent buckets of one window are correlated).
-pub fn merge_to_boundaries(
-    buckets: &[LossBucket],
-    boundaries: &[usize],
-) -> Result<Vec<LossBucket>, BucketError> {
-    validate_curve(buckets)?;
-    let mut out = Vec::with_capacity(boundaries.len().saturating_sub(1));
-    let mut i = 0;
-    for pair in boundaries.windows(2) {
-        let (lo, hi) = (pair[0], pair[1]);
-        while i < buckets.len() && buckets[i].start < lo {
-            i += 1;
-        }
-        if i == buckets.len() || buckets[i].start != lo {
-            return Err(BucketError::Malformed(format!(
-                "{lo} is not a bucket boundary of the curve"
-            )));
-        }
-        let mut parts = Vec::new();
-        while i < buckets.len() && buckets[i].end <= hi {
-            parts.push(&buckets[i]);
-            i += 1;
-        }
-        match parts.last() {
-            Some(last) if last.end == hi => {}
-            _ => {
-                return Err(BucketError::Malformed(format!(
-                    "{hi} is not a bucket boundary of the curve"
-                )));
-            }
-        }
-        let width = |b: &LossBucket| (b.end - b.start) as f64;
-        let total: f64 = parts.iter().map(|b| width(b)).sum();
-        let mean_of = |f: &dyn Fn(&LossBucket) -> Option<f64>| -> Option<f64> {
-            let mut acc = 0.0;
-            for b in &parts {
-                acc += f(b)? * width(b);
-            }
-            Some(acc / total)
-        };
-        let se = parts
-            .iter()
-            .map(|b| (b.stderr * width(b)).powi(2))
-            .sum::<f64>()
-            .sqrt()
-            / total;
-        out.push(LossBucket {
-            start: lo,
-            end: hi,
-            loss: parts.iter().map(|b| b.loss * width(b)).sum::<f64>() / total,
-            stderr: se,
-            ngram: mean_of(&|b| b.ngram),
-            excess_stderr: parts
-                .iter()
-                .map(|b| b.excess_stderr.map(|se| (se * width(b)).powi(2)))
-                .sum::<Option<f64>>()
-                .map(|v| v.sqrt() / total),
-            reference: mean_of(&|b| b.reference),
-        });
-    }
-    Ok(out)
-}
-
-/// Boundaries shared by two curves, restricted to the range both cover.
-pub fn shared_boundaries(a: &[LossBucket], b: &[LossBucket]) -> Vec<usize> {
-    let bounds = |c: &[LossBucket]| -> Vec<usize> {
-        let mut v: Vec<usize> = c.iter().map(|x| x.start).collect();
-        if let Some(last) = c.last() {
-            v.push(last.end);
-        }
-        v
-    };
-    let (ba, bb) = (bounds(a), bounds(b));
-    let set: std::collections::BTreeSet<usize> = bb.into_iter().collect();
-    ba.into_iter().filter(|x| set.contains(x)).collect()
-}
-
-/// Re-buckets two curves onto their common boundaries (over the range both cover), so they
-/// can be compared bucket by bucket even when they were bucketed with different sizes.
-pub fn common_grid(
-    a: &[LossBucket],
-    b: &[LossBucket],
-) -> Result<(Vec<LossBucket>, Vec<LossBucket>), BucketError> {
-    validate_curve(a)?;
-    validate_curve(b)?;
-    let shared = shared_boundaries(a, b);
-    if shared.len() < 2 {
-        return Err(BucketError::Mismatch(
-            "the two curves share no bucket (no two common boundaries)".into(),
-        ));
-    }
-    Ok((
-        merge_to_boundaries(a, &shared)?,
-        merge_to_boundaries(b, &shared)?,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,6 +393,11 @@ mod tests {
         assert_eq!(buckets[0].ngram, Some(1.0));
         assert_eq!(buckets[1].ngram, Some(3.0));
         assert_eq!(buckets[1].excess(), Some(2.0));
+        // The excess's standard error pairs each window's model with its own baseline: the
+        // per-window excesses are 3 and 1 (se 1), not the model's spread (0).
+        assert_eq!(buckets[1].stderr, 0.0);
+        assert_eq!(buckets[1].excess_stderr, Some(1.0));
+        assert_eq!(buckets[0].excess_stderr, Some(0.0));
         let err = acc.add_window(&[1.0f32; 4], &[1.0f32; 3]).unwrap_err();
         assert!(matches!(err, BucketError::Mismatch(_)));
         // A bad baseline leaves the model side untouched too.
@@ -538,62 +406,5 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, BucketError::NonFinite { .. }));
         assert_eq!(acc.finish().unwrap(), buckets);
-    }
-
-    fn curve(bucket: usize, values: &[f64]) -> Vec<LossBucket> {
-        values
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| LossBucket {
-                start: i * bucket,
-                end: (i + 1) * bucket,
-                loss: v,
-                stderr: 0.1,
-                ngram: Some(v / 2.0),
-                excess_stderr: Some(0.05),
-                reference: None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn common_grid_merges_finer_buckets_by_width() {
-        let fine = curve(2, &[1.0, 3.0, 5.0, 7.0, 9.0, 11.0]); // [0, 12)
-        let coarse = curve(4, &[10.0, 20.0, 30.0, 40.0]); // [0, 16)
-        let (f, c) = common_grid(&fine, &coarse).unwrap();
-        assert_eq!(f.len(), 3);
-        assert_eq!(c.len(), 3);
-        assert_eq!((f[2].start, f[2].end), (8, 12));
-        assert!(close(f[0].loss, 2.0));
-        assert!(close(f[2].loss, 10.0));
-        assert_eq!(f[1].ngram, Some(3.0));
-        assert!(close(c[1].loss, 20.0));
-        assert!(close(f[0].stderr, (0.2f64.powi(2) * 2.0).sqrt() / 4.0));
-        // A bucket size that shares only the origin and one boundary still aligns.
-        let odd = curve(3, &[1.0, 1.0, 1.0, 1.0]); // boundaries 0,3,6,9,12
-        let (o, c) = common_grid(&odd, &coarse).unwrap();
-        assert_eq!(o.iter().map(|b| b.end).collect::<Vec<_>>(), vec![12]);
-        assert_eq!(c[0].end, 12);
-    }
-
-    #[test]
-    fn malformed_curves_are_named() {
-        let mut gap = curve(2, &[1.0, 2.0, 3.0]);
-        gap[1].start = 3;
-        assert!(
-            validate_curve(&gap)
-                .unwrap_err()
-                .to_string()
-                .contains("starts at 3")
-        );
-        let mut nan = curve(2, &[1.0, 2.0]);
-        nan[1].ngram = Some(f64::NAN);
-        assert!(validate_curve(&nan).is_err());
-        let other = curve(5, &[1.0]);
-        let tiny = curve(2, &[1.0]);
-        assert!(matches!(
-            common_grid(&tiny, &other).unwrap_err(),
-            BucketError::Mismatch(_)
-        ));
     }
 }

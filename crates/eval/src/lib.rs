@@ -6,6 +6,7 @@
 //! - [`bucket`]: per-position losses of many windows -> bucketed curves with standard errors,
 //!   and the position-matched baseline beside them.
 //! - [`ngram`]: the count n-gram baseline (interpolated modified Kneser-Ney).
+//! - [`ranges`]: the verdict's position ranges and per-window range means.
 //! - [`verdict`]: the forget criterion and per-head memory lengths -> `verdict.json`.
 //! - [`passkey_score`]: passkey accuracy, heatmap, T_recall, resumable prediction files.
 //! - [`law`]: T_forget per state size and the T_forget(N_S) / T_recall(N_S) fits -> `law.json`.

@@ -1,9 +1,10 @@
-//! The verdict's few wide position ranges, and each window's mean loss over them.
+//! The verdict's few wide position ranges, and each window's mean loss over a set of ranges.
 //!
 //! A decision taken as the max over thousands of narrow buckets is a max over noise. The verdict
 //! instead compares a handful of ranges that double in length past T_train with the in-length
-//! reference `[T/2, T)`, and keeps one mean per window and range: windows are the independent
-//! samples, so the spread of these rows is the honest noise of every comparison built on them.
+//! reference `[T/2, T)`. Windows are the independent samples, so what is kept is one mean per
+//! window and range; the spread of those means is the honest noise of every comparison built on
+//! them (the verdict's own ranges, and the dyadic blocks that pair two runs window by window).
 
 use forgetlab_runs::results::WindowRanges;
 

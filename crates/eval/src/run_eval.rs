@@ -500,6 +500,8 @@ pub fn per_position_svg(report: &PerPositionReport) -> String {
                 report.bucket,
                 report.mitigation.label()
             )),
+            // Far past T the doubling ranges read best on a log axis.
+            log_x: report.horizon >= 32 * report.seq_len.max(1),
             ..CurveOptions::default()
         },
     )

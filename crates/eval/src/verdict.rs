@@ -309,14 +309,6 @@ fn windows_needed(rises: &[RangeRise], margin: f64) -> Option<usize> {
         .max()
 }
 
-/// `a - b` window by window and range by range.
-pub fn paired_difference(a: &[Vec<f64>], b: &[Vec<f64>]) -> Vec<Vec<f64>> {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| x.iter().zip(y).map(|(p, q)| p - q).collect())
-        .collect()
-}
-
 /// The mean of `blocks` values over `[lo, hi)` per window, when `[lo, hi)` is a union of blocks.
 fn from_blocks(blocks: &WindowRanges, lo: usize, hi: usize) -> Option<Vec<f64>> {
     let first = blocks.ranges.iter().position(|&(s, _)| s == lo)?;

@@ -139,3 +139,47 @@ pub fn read_json<T: serde::de::DeserializeOwned>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A verdict of the version-1 criterion (no `version`, its own fields) still parses, is
+    /// marked outdated, and does not count as a verdict: the run gets evaluated again.
+    #[test]
+    fn old_criterion_verdicts_are_recognised_and_not_counted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::new(tmp.path().join("r"));
+        std::fs::create_dir_all(run.eval()).unwrap();
+        let old = r#"{"run":"r","seq_len":16,"state_size":100,"forgets":true,"decided_on":"excess",
+            "prompt":"text","epsilon":0.05,"max_slope_per_1k":0.05,
+            "raw":{"curve":"raw","in_length_mean":3.0,"beyond_max":3.01,"beyond_argmax":64,
+                   "threshold":3.05,"slope_per_1k":0.0,"passes_max":true,"passes_slope":true,
+                   "forgets":true},
+            "memory":{"per_head":[[5.0]],"max":5.0,"median":5.0,"any_beyond_train_len":false},
+            "note":"old"}"#;
+        std::fs::write(run.verdict(), old).unwrap();
+        let parsed: ForgetVerdict = serde_json::from_str(old).expect("old verdicts parse");
+        assert_eq!(parsed.version, 1);
+        assert!(!parsed.is_current());
+        assert!(parsed.memory.as_ref().unwrap().per_head_max.is_empty());
+        assert!(!has_current_verdict(&run));
+        let summary = RunSummary::read(&run);
+        assert!(!summary.has_verdict && summary.forgets.is_none());
+        assert!(
+            summary
+                .problems
+                .iter()
+                .any(|p| p.contains("version-1 criterion")),
+            "{:?}",
+            summary.problems
+        );
+        let mut current = parsed;
+        current.version = crate::results::VERDICT_VERSION;
+        std::fs::write(run.verdict(), serde_json::to_vec(&current).unwrap()).unwrap();
+        assert!(has_current_verdict(&run));
+        let summary = RunSummary::read(&run);
+        assert!(summary.has_verdict && summary.forgets == Some(true));
+        assert!(summary.effect.is_none(), "no decision recorded, no effect");
+    }
+}

@@ -52,9 +52,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     if fit.report.exponential.is_none() {
-        println!(
-            "T_recall(N_S) was NOT fitted: too few state sizes with a T_recall (see the notes above)."
-        );
+        match fit
+            .report
+            .recall_shape
+            .as_ref()
+            .and_then(|shape| shape.reason.as_deref())
+        {
+            Some(reason) => println!(
+                "T_recall(N_S) exponential NOT reported: {reason} (a straight line is reported \
+                 instead; see the notes above)."
+            ),
+            None => println!(
+                "T_recall(N_S) was NOT fitted: too few state sizes with a zero-shot T_recall (see \
+                 the notes above)."
+            ),
+        }
     }
     println!("wrote {}", fit.law_path.display());
     // The figures: T_forget vs N_S with the fitted line(s), band and the paper's line, and
