@@ -27,5 +27,5 @@ pub use cache::{Manifest, TokenCache, prepare_cache};
 pub use error::DataError;
 pub use heldout::{HeldOut, heldout_stream};
 pub use stream::{DataCursor, StreamReport, TrainStream};
-pub use synthetic::{SyntheticTasks, synthetic_prompt};
+pub use synthetic::{SyntheticTasks, bindings_stream, synthetic_prompt};
 pub use tokenizer::{Tokenizer, train_bpe};

@@ -15,6 +15,12 @@
 //!   at the start. `recall_pairs` and `recall_queries` are upper bounds: windows too short for
 //!   them get fewer pairs, and the numbers used are logged; a task that does not fit at all
 //!   (associative recall below about 20 tokens) is left out with a warning.
+//! - `bindings`: a stream of items filling the whole sequence, each a binding "k12=40;" that
+//!   overwrites key 12, or (half the time) a query "k12?40;" for a key among the last
+//!   `binding_lag` bindings, answered with its latest value. What is worth remembering is
+//!   always recent, and keys are re-bound again and again, so a state that never forgets
+//!   fills with stale bindings of the same keys. The same process, as one long seeded stream
+//!   ([`bindings_stream`]), is stationary evaluation text for the forget verdict.
 
 use forgetlab_runs::config::{SyntheticConfig, SyntheticPrompt, SyntheticTask};
 
@@ -52,6 +58,88 @@ pub fn synthetic_prompt(
     Ok(chunk.iter().copied().cycle().take(len).collect())
 }
 
+/// The `bindings` process: keys re-bound to random two-digit values, and queries for the
+/// latest value of a recently bound key.
+#[derive(Debug, Clone)]
+struct Bindings {
+    keys: usize,
+    lag: usize,
+    values: Vec<u8>,
+    recent: std::collections::VecDeque<usize>,
+}
+
+impl Bindings {
+    fn new(keys: usize, lag: usize) -> Self {
+        Self {
+            keys,
+            lag: lag.max(1),
+            values: vec![0; keys],
+            recent: std::collections::VecDeque::with_capacity(lag.max(1)),
+        }
+    }
+
+    /// The next item's text, with its leading space.
+    fn next_item(&mut self, rng: &mut SplitMix64) -> String {
+        if !self.recent.is_empty() && rng.below(2) == 0 {
+            let key = self.recent[rng.below(self.recent.len() as u64) as usize];
+            return format!(" k{key}?{:02};", self.values[key]);
+        }
+        let key = rng.below(self.keys as u64) as usize;
+        let value = rng.below(100) as u8;
+        self.values[key] = value;
+        if self.recent.len() == self.lag {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(key);
+        format!(" k{key}={value:02};")
+    }
+
+    /// Items tokenized one by one (so every item always has the same tokens) until `len`
+    /// tokens, cut to exactly `len`.
+    fn tokens(
+        &mut self,
+        rng: &mut SplitMix64,
+        len: usize,
+        mut encode: impl FnMut(&str) -> Vec<u32>,
+    ) -> Vec<u32> {
+        let mut out = Vec::with_capacity(len + 16);
+        while out.len() < len {
+            out.extend(encode(&self.next_item(rng)));
+        }
+        out.truncate(len);
+        out
+    }
+}
+
+/// `len` tokens of the `bindings` process with `keys` keys and queries among the last `lag`
+/// bindings, seeded by `seed`: evaluation text whose difficulty does not depend on position
+/// once a few bindings have been seen.
+pub fn bindings_stream(
+    tok: &Tokenizer,
+    keys: usize,
+    lag: usize,
+    seed: u64,
+    len: usize,
+) -> Result<Vec<u32>, DataError> {
+    if keys < 2 {
+        return Err(DataError::Invalid(format!(
+            "the bindings task needs at least 2 keys, got {keys}"
+        )));
+    }
+    let mut rng = SplitMix64::derived(seed, 0xB14D_1465);
+    let mut failure = None;
+    let tokens = Bindings::new(keys, lag).tokens(&mut rng, len, |item| {
+        tok.encode(item).unwrap_or_else(|e| {
+            failure.get_or_insert(e);
+            vec![0]
+        })
+    });
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(tokens),
+    }
+}
+
 /// Generator of the synthetic training tasks for one run.
 #[derive(Debug, Clone)]
 pub struct SyntheticTasks {
@@ -60,6 +148,8 @@ pub struct SyntheticTasks {
     fillers: Vec<Vec<u32>>,
     pairs: usize,
     queries: usize,
+    binding_keys: usize,
+    binding_lag: usize,
     tokenizer: std::sync::Arc<tokenizers::Tokenizer>,
 }
 
@@ -84,11 +174,17 @@ impl SyntheticTasks {
             fillers,
             pairs: config.recall_pairs,
             queries: config.recall_queries.min(config.recall_pairs),
+            binding_keys: config.binding_keys,
+            binding_lag: config.binding_lag,
             tokenizer: std::sync::Arc::new(inner),
         };
         // Every task must fit the window: shrink the recall task to fit, then check each task
         // with a few draws and a safety margin (digits and keys tokenize to varying lengths).
         let fits = |t: &Self, task: SyntheticTask| {
+            if task == SyntheticTask::Bindings {
+                // Items fill the window and are cut at its end: any length fits.
+                return true;
+            }
             let mut rng = SplitMix64::new(0);
             (0..16).all(|_| {
                 let (head, tail) = t.parts(task, &mut rng);
@@ -162,12 +258,20 @@ impl SyntheticTasks {
                 }
                 (self.encode(&head), self.encode(tail.trim_end()))
             }
+            SyntheticTask::Bindings => (Vec::new(), Vec::new()),
         }
     }
 
     /// One task sequence of exactly seq_len + 1 tokens.
     pub fn sample(&self, rng: &mut SplitMix64) -> Vec<u32> {
         let task = self.tasks[rng.below(self.tasks.len() as u64) as usize];
+        if task == SyntheticTask::Bindings {
+            return Bindings::new(self.binding_keys, self.binding_lag).tokens(
+                rng,
+                self.window,
+                |item| self.encode(item),
+            );
+        }
         let (needle, tail) = self.parts(task, rng);
         let filler_len = self.window - needle.len() - tail.len();
         let mut filler = Vec::with_capacity(filler_len + 16);
@@ -178,7 +282,7 @@ impl SyntheticTasks {
         // The passkey needle goes at a random depth of the filler; recall pairs open the sequence.
         let at = match task {
             SyntheticTask::Passkey => rng.below(filler_len as u64 + 1) as usize,
-            SyntheticTask::AssociativeRecall => 0,
+            SyntheticTask::AssociativeRecall | SyntheticTask::Bindings => 0,
         };
         let mut out = Vec::with_capacity(self.window);
         out.extend(&filler[..at]);

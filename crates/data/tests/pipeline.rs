@@ -10,7 +10,8 @@ use arrow_array::{ArrayRef, LargeStringArray, RecordBatch, StringArray, StructAr
 use arrow_schema::{DataType, Field, Fields, Schema};
 use forgetlab_data::shards::{SkipCounts, read_shard, resolve_shards};
 use forgetlab_data::{
-    DataError, Tokenizer, TrainStream, heldout_stream, passkey, synthetic_prompt, train_bpe,
+    DataError, Tokenizer, TrainStream, bindings_stream, heldout_stream, passkey, synthetic_prompt,
+    train_bpe,
 };
 use forgetlab_runs::config::{
     DataConfig, Packing, SyntheticConfig, SyntheticPrompt, SyntheticTask,
@@ -344,6 +345,71 @@ fn held_out_documents_are_disjoint_from_training() {
     );
 }
 
+/// Checks the `bindings` semantics in decoded text: every query "kK?V;" answers V, the latest
+/// value bound to K, and asks for a key among the last `lag` bindings. Returns the number of
+/// queries checked.
+fn check_bindings(text: &str, lag: usize) -> usize {
+    let mut latest = std::collections::HashMap::new();
+    let mut recent: Vec<String> = Vec::new();
+    let mut queries = 0;
+    // Skip the first (possibly cut) item and the last one.
+    let items: Vec<&str> = text.split(';').map(str::trim).collect();
+    for item in &items[1..items.len() - 1] {
+        if let Some((key, value)) = item.split_once('=') {
+            latest.insert(key.to_string(), value.to_string());
+            recent.push(key.to_string());
+        } else if let Some((key, value)) = item.split_once('?') {
+            if let Some(bound) = latest.get(key) {
+                assert_eq!(bound, value, "query {item} in {text}");
+                let window = &recent[recent.len().saturating_sub(lag)..];
+                assert!(window.iter().any(|k| k == key), "{item} is not recent");
+                queries += 1;
+            }
+        } else {
+            panic!("malformed item {item:?}");
+        }
+    }
+    queries
+}
+
+#[test]
+fn the_bindings_task_answers_every_query_with_the_latest_value() {
+    let c = corpus();
+    let tok = Tokenizer::from_file(&c.tokenizer).unwrap();
+    let stream = bindings_stream(&tok, 8, 3, 11, 3000).unwrap();
+    assert_eq!(stream.len(), 3000);
+    assert_eq!(
+        stream,
+        bindings_stream(&tok, 8, 3, 11, 3000).unwrap(),
+        "seeded"
+    );
+    assert_ne!(stream, bindings_stream(&tok, 8, 3, 12, 3000).unwrap());
+    // A longer stream starts with the same tokens.
+    assert_eq!(
+        stream[..],
+        bindings_stream(&tok, 8, 3, 11, 5000).unwrap()[..3000]
+    );
+    let queries = check_bindings(&tok.decode(&stream).unwrap(), 3);
+    assert!(queries > 50, "{queries} queries checked");
+    assert!(bindings_stream(&tok, 1, 3, 11, 10).is_err());
+
+    // As a training task: whole sequences of the window's length, same semantics.
+    let config = SyntheticConfig {
+        ratio: 1.0,
+        tasks: vec![SyntheticTask::Bindings],
+        binding_keys: 8,
+        binding_lag: 3,
+        ..SyntheticConfig::default()
+    };
+    let tasks = forgetlab_data::SyntheticTasks::new(&config, &tok, 200).unwrap();
+    let mut rng = forgetlab_data::rng::SplitMix64::new(5);
+    for _ in 0..4 {
+        let seq = tasks.sample(&mut rng);
+        assert_eq!(seq.len(), 201);
+        check_bindings(&tok.decode(&seq).unwrap(), 3);
+    }
+}
+
 #[test]
 fn the_evaluation_stream_holds_every_held_out_document_once_in_a_seeded_order() {
     let c = corpus();
@@ -471,6 +537,7 @@ fn synthetic_tasks_and_prompts_have_exact_lengths() {
         tasks: vec![SyntheticTask::Passkey, SyntheticTask::AssociativeRecall],
         recall_pairs: 4,
         recall_queries: 2,
+        ..SyntheticConfig::default()
     };
     let tok = Tokenizer::from_file(&c.tokenizer).unwrap();
     let mut s = TrainStream::open(&data, 160, 5).unwrap();

@@ -8,7 +8,9 @@
 use std::path::PathBuf;
 
 use burn::prelude::Device;
-use forgetlab_data::{HeldOut, Tokenizer, TrainStream, heldout_stream, synthetic_prompt};
+use forgetlab_data::{
+    HeldOut, Tokenizer, TrainStream, bindings_stream, heldout_stream, synthetic_prompt,
+};
 use forgetlab_model::{Mamba2, ScanHooks, checkpoint};
 use forgetlab_plot::{
     CurveOptions, LabeledCurve, PositionQuantity, diagnostics_charts, loss_vs_position,
@@ -122,11 +124,25 @@ impl RunEval {
         Ok(heldout_stream(&self.config.data)?)
     }
 
-    /// The first `len` tokens of the evaluation stream, for calibration and diagnostics.
+    /// The first `len` tokens of the evaluation stream (the held-out stream, or the bindings
+    /// stream when the run is evaluated on it), for calibration and diagnostics.
     fn heldout_tokens(&self, len: usize) -> Result<Vec<u32>, EvalError> {
-        let stream = self
-            .heldout()?
-            .evaluation_stream(self.config.eval.window_seed)?;
+        let e = &self.config.eval;
+        let stream = match e.text {
+            EvalText::Bindings => {
+                let s = &self.config.data.synthetic;
+                bindings_stream(
+                    &self.tokenizer,
+                    s.binding_keys,
+                    s.binding_lag,
+                    e.window_seed,
+                    len,
+                )?
+            }
+            EvalText::Concatenated | EvalText::LongDocuments => {
+                self.heldout()?.evaluation_stream(e.window_seed)?
+            }
+        };
         Ok(cut_windows(&stream, 1, len)?.swap_remove(0))
     }
 
@@ -167,6 +183,30 @@ impl RunEval {
                 let stream = self.heldout()?.evaluation_stream(e.window_seed)?;
                 let text_id = format!(
                     "concatenated:seed-{}:tokens-{}:hash-{:016x}",
+                    e.window_seed,
+                    stream.len(),
+                    token_hash(&stream)
+                );
+                let windows = cut_windows(&stream, e.windows, len)?;
+                Ok(EvaluationText {
+                    stream: Some(stream),
+                    windows,
+                    text_id,
+                })
+            }
+            EvalText::Bindings => {
+                let s = &self.config.data.synthetic;
+                let stream = bindings_stream(
+                    &self.tokenizer,
+                    s.binding_keys,
+                    s.binding_lag,
+                    e.window_seed,
+                    e.synthetic_tokens,
+                )?;
+                let text_id = format!(
+                    "bindings:keys-{}:lag-{}:seed-{}:tokens-{}:hash-{:016x}",
+                    s.binding_keys,
+                    s.binding_lag,
                     e.window_seed,
                     stream.len(),
                     token_hash(&stream)

@@ -93,6 +93,12 @@ pub struct SyntheticConfig {
     /// Number of queries at the end of an associative-recall sequence.
     #[serde(default = "defaults::recall_queries")]
     pub recall_queries: usize,
+    /// Distinct keys of the `bindings` task.
+    #[serde(default = "defaults::binding_keys")]
+    pub binding_keys: usize,
+    /// A `bindings` query asks for a key among the last this many bindings.
+    #[serde(default = "defaults::binding_lag")]
+    pub binding_lag: usize,
 }
 
 impl Default for SyntheticConfig {
@@ -102,6 +108,8 @@ impl Default for SyntheticConfig {
             tasks: defaults::synthetic_tasks(),
             recall_pairs: defaults::recall_pairs(),
             recall_queries: defaults::recall_queries(),
+            binding_keys: defaults::binding_keys(),
+            binding_lag: defaults::binding_lag(),
         }
     }
 }
@@ -114,6 +122,10 @@ pub enum SyntheticTask {
     Passkey,
     /// Key-value pairs, then queries for some keys far later.
     AssociativeRecall,
+    /// A stream of key-value bindings that overwrite each other ("k12=40;") and queries for
+    /// the latest value of a recently bound key ("k12?40;"), filling the whole sequence: a
+    /// state that keeps every binding fills with stale ones, so forgetting is worth learning.
+    Bindings,
 }
 
 /// How the model is trained.
@@ -284,6 +296,9 @@ pub struct EvalConfig {
     /// Text source of the windows.
     #[serde(default)]
     pub text: EvalText,
+    /// Length of the generated evaluation stream when `text = "bindings"`.
+    #[serde(default = "defaults::synthetic_tokens")]
+    pub synthetic_tokens: usize,
     /// Synthetic prompts evaluated besides text.
     #[serde(default = "defaults::prompts")]
     pub prompts: Vec<SyntheticPrompt>,
@@ -317,6 +332,7 @@ impl Default for EvalConfig {
             range_tokens: defaults::range_tokens(),
             bucket: None,
             text: EvalText::default(),
+            synthetic_tokens: defaults::synthetic_tokens(),
             prompts: defaults::prompts(),
             ngram_order: defaults::ngram_order(),
             ngram_tokens: defaults::ngram_tokens(),
@@ -353,6 +369,9 @@ pub enum EvalText {
     /// document at most once). Position 0 is always a document start, so text difficulty
     /// changes with position; the n-gram curve shows by how much.
     LongDocuments,
+    /// A seeded stream of the `bindings` synthetic task (`[data.synthetic]` keys and lag),
+    /// `[eval] synthetic_tokens` long: the synthetic-task version of the forget test.
+    Bindings,
 }
 
 /// The synthetic long prompts of the paper (section 2).
@@ -614,6 +633,15 @@ mod defaults {
     }
     pub fn recall_queries() -> usize {
         4
+    }
+    pub fn binding_keys() -> usize {
+        64
+    }
+    pub fn binding_lag() -> usize {
+        4
+    }
+    pub fn synthetic_tokens() -> usize {
+        1 << 21
     }
     pub fn device() -> String {
         "cpu".to_string()
@@ -914,6 +942,18 @@ impl RunConfig {
             return Err(Invalid::new(
                 "data.synthetic.recall_pairs",
                 "recall_pairs and recall_queries must be at least 1",
+            ));
+        }
+        if d.synthetic.binding_keys < 2 {
+            return Err(Invalid::new(
+                "data.synthetic.binding_keys",
+                "must be at least 2",
+            ));
+        }
+        if d.synthetic.binding_lag == 0 {
+            return Err(Invalid::new(
+                "data.synthetic.binding_lag",
+                "must be at least 1",
             ));
         }
         let e = &self.eval;
