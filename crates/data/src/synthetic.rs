@@ -17,7 +17,8 @@
 //!   (associative recall below about 20 tokens) is left out with a warning.
 //! - `bindings`: a stream of items filling the whole sequence, each a binding "k12=40;" that
 //!   overwrites key 12, or (half the time) a query "k12?40;" for a key among the last
-//!   `binding_lag` bindings, answered with its latest value. What is worth remembering is
+//!   `binding_lag` bindings (any key bound so far when it is 0), answered with its latest
+//!   value. What is worth remembering is
 //!   always recent, and keys are re-bound again and again, so a state that never forgets
 //!   fills with stale bindings of the same keys. The same process, as one long seeded stream
 //!   ([`bindings_stream`]), is stationary evaluation text for the forget verdict.
@@ -63,34 +64,54 @@ pub fn synthetic_prompt(
 #[derive(Debug, Clone)]
 struct Bindings {
     keys: usize,
+    /// Queries ask among the last `lag` bindings; 0 = among every key bound so far.
     lag: usize,
     values: Vec<u8>,
     recent: std::collections::VecDeque<usize>,
+    /// Keys bound so far, each once (for `lag = 0`).
+    bound: Vec<usize>,
 }
 
 impl Bindings {
     fn new(keys: usize, lag: usize) -> Self {
         Self {
             keys,
-            lag: lag.max(1),
+            lag,
             values: vec![0; keys],
-            recent: std::collections::VecDeque::with_capacity(lag.max(1)),
+            recent: std::collections::VecDeque::with_capacity(lag),
+            bound: Vec::new(),
         }
     }
 
     /// The next item's text, with its leading space.
     fn next_item(&mut self, rng: &mut SplitMix64) -> String {
-        if !self.recent.is_empty() && rng.below(2) == 0 {
-            let key = self.recent[rng.below(self.recent.len() as u64) as usize];
+        let pool = if self.lag == 0 {
+            self.bound.len()
+        } else {
+            self.recent.len()
+        };
+        if pool > 0 && rng.below(2) == 0 {
+            let pick = rng.below(pool as u64) as usize;
+            let key = if self.lag == 0 {
+                self.bound[pick]
+            } else {
+                self.recent[pick]
+            };
             return format!(" k{key}?{:02};", self.values[key]);
         }
         let key = rng.below(self.keys as u64) as usize;
         let value = rng.below(100) as u8;
-        self.values[key] = value;
-        if self.recent.len() == self.lag {
-            self.recent.pop_front();
+        if self.lag == 0 {
+            if !self.bound.contains(&key) {
+                self.bound.push(key);
+            }
+        } else {
+            if self.recent.len() == self.lag {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(key);
         }
-        self.recent.push_back(key);
+        self.values[key] = value;
         format!(" k{key}={value:02};")
     }
 

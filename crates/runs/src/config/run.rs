@@ -96,7 +96,8 @@ pub struct SyntheticConfig {
     /// Distinct keys of the `bindings` task.
     #[serde(default = "defaults::binding_keys")]
     pub binding_keys: usize,
-    /// A `bindings` query asks for a key among the last this many bindings.
+    /// A `bindings` query asks for a key among the last this many bindings; 0 = any key bound
+    /// so far, so memory of a key's latest binding is worth keeping however long ago it was.
     #[serde(default = "defaults::binding_lag")]
     pub binding_lag: usize,
 }
@@ -948,12 +949,6 @@ impl RunConfig {
             return Err(Invalid::new(
                 "data.synthetic.binding_keys",
                 "must be at least 2",
-            ));
-        }
-        if d.synthetic.binding_lag == 0 {
-            return Err(Invalid::new(
-                "data.synthetic.binding_lag",
-                "must be at least 1",
             ));
         }
         let e = &self.eval;
