@@ -77,12 +77,14 @@ pub fn diagnose(
             model.forward_traced(ids.clone().narrow(1, start, take), state, hooks);
         for (layer, layer_trace) in trace.layers.iter().enumerate() {
             let la: Tensor<2> = layer_trace.log_alpha_blh.clone().squeeze_dim(0);
-            let la_tokens = to_vec(la.clone().reshape([take * heads]));
-            for (i, &v) in la_tokens.iter().enumerate() {
+            // One read of the segment's decays serves the memory lengths and both sums.
+            let mut la_sum = vec![0f64; heads];
+            let mut alpha_sum_seg = vec![0f64; heads];
+            for (i, v) in to_vec(la.reshape([take * heads])).into_iter().enumerate() {
                 log_alpha[layer][i % heads].push(v);
+                la_sum[i % heads] += v;
+                alpha_sum_seg[i % heads] += v.exp();
             }
-            let la_sum = to_vec(la.clone().sum_dim(0).reshape([heads]));
-            let alpha_sum_seg = to_vec(la.exp().sum_dim(0).reshape([heads]));
             for h in 0..heads {
                 log_retention[layer][h] += la_sum[h];
                 alpha_sum[layer][h] += alpha_sum_seg[h];

@@ -19,6 +19,7 @@ use forgetlab_runs::results::{BaselineSample, LossCurve, RangeSample, RangeSampl
 use crate::bucket::{BucketAccumulator, BucketError, PairedAccumulator};
 use crate::ngram::NgramModel;
 use crate::ranges::{RangeAccumulator, verdict_ranges};
+use crate::verdict::mean_sd;
 
 /// How per-position losses are computed.
 #[derive(Debug, Clone)]
@@ -112,14 +113,6 @@ pub fn dyadic_blocks(horizon: usize) -> Vec<(usize, usize)> {
     blocks
 }
 
-/// Mean and sample standard deviation.
-fn mean_sd(values: &[f64]) -> (f64, f64) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (mean, var.sqrt())
-}
-
 /// How many windows measure range `[_, end)`: enough for `range_tokens` scored positions, at
 /// least `min_windows`, at most what `stream_len` holds.
 pub fn range_window_count(
@@ -182,7 +175,7 @@ pub fn range_samples(
         });
         let width = (hi - lo) as f64;
         let model_means: Vec<f64> = model_sums.iter().map(|s| s / width).collect();
-        let (mean, sd) = mean_sd(&model_means);
+        let (mean, sd) = mean_sd(model_means.iter().copied());
         let baseline = ngram.map(|ngram| {
             let base_means: Vec<f64> = windows
                 .iter()
@@ -198,7 +191,7 @@ pub fn range_samples(
                         / width
                 })
                 .collect();
-            let (mean, sd) = mean_sd(&base_means);
+            let (mean, sd) = mean_sd(base_means.iter().copied());
             let excess: Vec<f64> = model_means
                 .iter()
                 .zip(&base_means)
@@ -207,7 +200,7 @@ pub fn range_samples(
             BaselineSample {
                 mean,
                 sd,
-                excess_sd: mean_sd(&excess).1,
+                excess_sd: mean_sd(excess.iter().copied()).1,
             }
         });
         ranges.push(RangeSample {
@@ -273,8 +266,12 @@ pub fn loss_curve(
         None => None,
     };
     let mut single = BucketAccumulator::new(options.bucket, options.horizon)?;
-    let mut blocks =
-        windows_id.map(|_| RangeAccumulator::new(dyadic_blocks(options.horizon), ngram.is_some()));
+    let mut blocks = windows_id.map(|id| {
+        (
+            id,
+            RangeAccumulator::new(dyadic_blocks(options.horizon), ngram.is_some()),
+        )
+    });
     let mut result = Ok(());
     let mut base = Vec::new();
     stream_losses(model, windows, options, hooks, |w, start, losses| {
@@ -300,7 +297,7 @@ pub fn loss_curve(
                 (Some(acc), Some(b)) => acc.add_span(w, start, losses, b)?,
                 _ => single.add_span(w, start, losses)?,
             }
-            if let Some(b) = &mut blocks {
+            if let Some((_, b)) = &mut blocks {
                 b.add_span(w, start, losses, baseline)?;
             }
             Ok(())
@@ -311,10 +308,7 @@ pub fn loss_curve(
         Some(acc) => acc.finish()?,
         None => single.finish()?,
     };
-    let blocks = match (&blocks, windows_id) {
-        (Some(b), Some(id)) => Some(b.finish(id)?),
-        _ => None,
-    };
+    let blocks = blocks.map(|(id, b)| b.finish(id)).transpose()?;
     Ok(LossCurve {
         prompt: prompt.to_string(),
         sequences: windows.len(),

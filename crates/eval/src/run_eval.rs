@@ -124,25 +124,47 @@ impl RunEval {
         Ok(heldout_stream(&self.config.data)?)
     }
 
-    /// The first `len` tokens of the evaluation stream (the held-out stream, or the bindings
-    /// stream when the run is evaluated on it), for calibration and diagnostics.
-    fn heldout_tokens(&self, len: usize) -> Result<Vec<u32>, EvalError> {
+    /// The evaluation stream of `[eval]` and a string naming it: the held-out stream (also the
+    /// source of everything but the windows for `long-documents`), or `bindings_len` tokens of
+    /// the bindings task when the run is evaluated on it.
+    fn stream(&self, bindings_len: usize) -> Result<(Vec<u32>, String), EvalError> {
         let e = &self.config.eval;
-        let stream = match e.text {
+        Ok(match e.text {
             EvalText::Bindings => {
                 let s = &self.config.data.synthetic;
-                bindings_stream(
+                let stream = bindings_stream(
                     &self.tokenizer,
                     s.binding_keys,
                     s.binding_lag,
                     e.window_seed,
-                    len,
-                )?
+                    bindings_len,
+                )?;
+                let id = format!(
+                    "bindings:keys-{}:lag-{}:seed-{}:tokens-{}:hash-{:016x}",
+                    s.binding_keys,
+                    s.binding_lag,
+                    e.window_seed,
+                    stream.len(),
+                    token_hash(&stream)
+                );
+                (stream, id)
             }
             EvalText::Concatenated | EvalText::LongDocuments => {
-                self.heldout()?.evaluation_stream(e.window_seed)?
+                let stream = self.heldout()?.evaluation_stream(e.window_seed)?;
+                let id = format!(
+                    "concatenated:seed-{}:tokens-{}:hash-{:016x}",
+                    e.window_seed,
+                    stream.len(),
+                    token_hash(&stream)
+                );
+                (stream, id)
             }
-        };
+        })
+    }
+
+    /// The first `len` tokens of the evaluation stream, for calibration and diagnostics.
+    fn heldout_tokens(&self, len: usize) -> Result<Vec<u32>, EvalError> {
+        let (stream, _) = self.stream(len)?;
         Ok(cut_windows(&stream, 1, len)?.swap_remove(0))
     }
 
@@ -179,38 +201,8 @@ impl RunEval {
         let e = &self.config.eval;
         let len = self.horizon() + 1;
         match e.text {
-            EvalText::Concatenated => {
-                let stream = self.heldout()?.evaluation_stream(e.window_seed)?;
-                let text_id = format!(
-                    "concatenated:seed-{}:tokens-{}:hash-{:016x}",
-                    e.window_seed,
-                    stream.len(),
-                    token_hash(&stream)
-                );
-                let windows = cut_windows(&stream, e.windows, len)?;
-                Ok(EvaluationText {
-                    stream: Some(stream),
-                    windows,
-                    text_id,
-                })
-            }
-            EvalText::Bindings => {
-                let s = &self.config.data.synthetic;
-                let stream = bindings_stream(
-                    &self.tokenizer,
-                    s.binding_keys,
-                    s.binding_lag,
-                    e.window_seed,
-                    e.synthetic_tokens,
-                )?;
-                let text_id = format!(
-                    "bindings:keys-{}:lag-{}:seed-{}:tokens-{}:hash-{:016x}",
-                    s.binding_keys,
-                    s.binding_lag,
-                    e.window_seed,
-                    stream.len(),
-                    token_hash(&stream)
-                );
+            EvalText::Concatenated | EvalText::Bindings => {
+                let (stream, text_id) = self.stream(e.synthetic_tokens)?;
                 let windows = cut_windows(&stream, e.windows, len)?;
                 Ok(EvaluationText {
                     stream: Some(stream),

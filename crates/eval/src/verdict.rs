@@ -74,11 +74,28 @@ fn t_quantile(p: f64, df: f64) -> f64 {
         .inverse_cdf(p)
 }
 
-fn mean_sd(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+/// Mean and sample standard deviation (0 for a single value).
+pub(crate) fn mean_sd(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
     let n = values.clone().count() as f64;
     let mean = values.clone().sum::<f64>() / n;
-    let var = values.map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    let var = values.map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
     (mean, var.sqrt())
+}
+
+/// Checks what every rise test needs: a valid config and, among `ranges` ranges, the in-length
+/// reference and at least one range past T_train.
+fn check_test(curve: &str, ranges: usize, config: &VerdictConfig) -> Result<(), VerdictError> {
+    check_config(config)?;
+    if ranges < 2 {
+        return Err(VerdictError::Malformed {
+            curve: curve.to_string(),
+            reason: format!(
+                "{ranges} range(s); the test needs the in-length reference and at least one \
+                 range past T_train"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// A range's mean over `n` windows with the spread `sd` of the per-window means.
@@ -108,18 +125,11 @@ pub fn rise_test(
     stats: &[RangeStat],
     config: &VerdictConfig,
 ) -> Result<RiseTest, VerdictError> {
-    check_config(config)?;
+    check_test(curve, stats.len(), config)?;
     let malformed = |reason: String| VerdictError::Malformed {
         curve: curve.to_string(),
         reason,
     };
-    if stats.len() < 2 {
-        return Err(malformed(format!(
-            "{} range(s); the test needs the in-length reference and at least one range past \
-             T_train",
-            stats.len()
-        )));
-    }
     if let Some(s) = stats.iter().find(|s| s.n < 2) {
         return Err(VerdictError::TooFewWindows {
             curve: curve.to_string(),
@@ -177,18 +187,11 @@ pub fn rise_test_paired(
     values: &[Vec<f64>],
     config: &VerdictConfig,
 ) -> Result<RiseTest, VerdictError> {
-    check_config(config)?;
+    check_test(curve, ranges.len(), config)?;
     let malformed = |reason: String| VerdictError::Malformed {
         curve: curve.to_string(),
         reason,
     };
-    if ranges.len() < 2 {
-        return Err(malformed(format!(
-            "{} range(s); the test needs the in-length reference and at least one range past \
-             T_train",
-            ranges.len()
-        )));
-    }
     let n = values.len();
     if n < 2 {
         return Err(VerdictError::TooFewWindows {
