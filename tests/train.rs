@@ -340,12 +340,14 @@ fn config_errors_are_one_line_with_key_and_line() {
 
 /// A sequence trained as segments with the state passed and back-propagated through is the
 /// same computation as one segment; detaching the state at the boundaries (truncated BPTT)
-/// changes the gradients but not the first forward pass.
+/// leaves the first forward pass alone but changes the gradients. Gradient norms are compared,
+/// not losses: a handful of warm-up steps moves the loss too little for truncation's effect
+/// on it to be reliable on every corpus sample.
 #[test]
 fn segments_with_bptt_train_like_one_segment_and_detach_differs() {
     let _guard = serial();
     let dir = tempfile::tempdir().unwrap();
-    let losses = |name: &str, extra: &str| -> Vec<f64> {
+    let first_steps = |name: &str, extra: &str| -> Vec<(f64, f64)> {
         let config = write(
             dir.path(),
             &format!("{name}.toml"),
@@ -357,31 +359,45 @@ fn segments_with_bptt_train_like_one_segment_and_detach_differs() {
         records
             .iter()
             .filter(|r| r.kind == MetricKind::Train)
-            .map(|r| r.loss)
+            .map(|r| {
+                (
+                    r.loss,
+                    r.grad_norm.expect("train records carry the gradient norm"),
+                )
+            })
             .collect()
     };
-    let whole = losses("whole", "");
-    let bptt = losses("bptt", "segment_len = 32\nstate_passing = \"bptt\"");
-    let detach = losses("detach", "segment_len = 32\nstate_passing = \"detach\"");
+    let whole = first_steps("whole", "");
+    let bptt = first_steps("bptt", "segment_len = 32\nstate_passing = \"bptt\"");
+    let detach = first_steps("detach", "segment_len = 16\nstate_passing = \"detach\"");
     println!("one segment {whole:?}\nbptt        {bptt:?}\ndetach      {detach:?}");
     assert_eq!(whole.len(), 6);
-    for (a, b) in whole.iter().zip(&bptt) {
+    for ((loss_a, _), (loss_b, _)) in whole.iter().zip(&bptt) {
         assert!(
-            (a - b).abs() < 2e-4,
-            "bptt over segments differs from one segment: {a} vs {b}"
+            (loss_a - loss_b).abs() < 2e-4,
+            "bptt over segments differs from one segment: {loss_a} vs {loss_b}"
         );
     }
+    let relative = |a: f64, b: f64| (a - b).abs() / a.abs().max(b.abs());
+    let largest_change = |other: &[(f64, f64)]| {
+        whole
+            .iter()
+            .zip(other)
+            .map(|((_, a), (_, b))| relative(*a, *b))
+            .fold(0.0, f64::max)
+    };
+    let (bptt_change, detach_change) = (largest_change(&bptt), largest_change(&detach));
     assert!(
-        (whole[0] - detach[0]).abs() < 2e-4,
+        bptt_change < 1e-5,
+        "bptt's gradients are one segment's, yet their norms differ by {bptt_change:e}"
+    );
+    assert!(
+        (whole[0].0 - detach[0].0).abs() < 2e-4,
         "the first forward pass is the same"
     );
     assert!(
-        whole
-            .iter()
-            .zip(&detach)
-            .skip(1)
-            .any(|(a, b)| (a - b).abs() > 1e-4),
-        "detaching the state changes training"
+        detach_change > 1e-3,
+        "detaching the state changes the gradients, yet their norms differ by at most {detach_change:e}"
     );
 }
 
