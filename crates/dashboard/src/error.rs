@@ -6,26 +6,23 @@ use std::path::PathBuf;
 /// Why the dashboard could not start or a report could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum DashboardError {
-    #[error("runs directory {}: {source}", path.display())]
+    #[error("runs directory {}: {error}", path.display())]
     RunsRoot {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("dashboard server: {0}")]
-    Runtime(#[source] std::io::Error),
+    Runtime(std::io::Error),
     #[error("experiment directory {}: {reason}", path.display())]
     Experiment { path: PathBuf, reason: String },
-    #[error("writing {}: {source}", path.display())]
+    #[error("writing {}: {error}", path.display())]
     Write {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }

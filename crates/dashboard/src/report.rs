@@ -119,9 +119,9 @@ struct Writer {
 impl Writer {
     fn write(&self, relative: &str, bytes: &[u8]) -> Result<PathBuf, DashboardError> {
         let path = self.dir.join(relative);
-        forgetlab_runs::write_atomic(&path, bytes).map_err(|source| DashboardError::Write {
+        forgetlab_runs::write_atomic(&path, bytes).map_err(|error| DashboardError::Write {
             path: path.clone(),
-            source,
+            error,
         })?;
         Ok(path)
     }
@@ -139,7 +139,7 @@ impl Writer {
         forgetlab_runs::write_json_atomic(&path, value).map_err(|source| {
             DashboardError::Write {
                 path: path.clone(),
-                source,
+                error: source,
             }
         })?;
         Ok(path)

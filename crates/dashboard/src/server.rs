@@ -243,9 +243,9 @@ pub fn router(runs_root: &Path) -> Result<Router, DashboardError> {
 }
 
 fn router_with(opts: &ServeOptions) -> Result<Router, DashboardError> {
-    let root = RunsRoot::open(&opts.runs_root).map_err(|source| DashboardError::RunsRoot {
+    let root = RunsRoot::open(&opts.runs_root).map_err(|error| DashboardError::RunsRoot {
         path: opts.runs_root.clone(),
-        source,
+        error,
     })?;
     let state = Arc::new(AppState {
         root,
@@ -1098,9 +1098,9 @@ pub fn serve_with(
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(opts.addr)
             .await
-            .map_err(|source| DashboardError::Bind {
+            .map_err(|error| DashboardError::Bind {
                 addr: opts.addr,
-                source,
+                error,
             })?;
         ready(listener.local_addr().map_err(DashboardError::Runtime)?);
         axum::serve(listener, app)
@@ -1161,9 +1161,9 @@ pub fn spawn(opts: &ServeOptions) -> Result<RunningDashboard, DashboardError> {
     let app = router_with(opts)?;
     warn_if_exposed(&opts.addr);
     let listener =
-        std::net::TcpListener::bind(opts.addr).map_err(|source| DashboardError::Bind {
+        std::net::TcpListener::bind(opts.addr).map_err(|error| DashboardError::Bind {
             addr: opts.addr,
-            source,
+            error,
         })?;
     listener
         .set_nonblocking(true)

@@ -78,7 +78,7 @@ pub fn resolve_shards(patterns: &[String]) -> Result<Vec<PathBuf>, DataError> {
             for entry in entries {
                 let p = entry.map_err(|e| DataError::Io {
                     path: e.path().to_path_buf(),
-                    source: std::io::Error::other(e.to_string()),
+                    error: std::io::Error::other(e.to_string()),
                 })?;
                 if p.is_file() && format_of(&p).is_some() {
                     out.push(p);

@@ -45,11 +45,10 @@ pub enum ExperimentError {
     Law(#[from] LawError),
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Write {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -187,9 +186,9 @@ pub fn fit_experiment(
     notes.append(&mut report.notes);
     report.notes = notes;
     let law_path = experiment.law();
-    write_json_atomic(&law_path, &report).map_err(|source| ExperimentError::Write {
+    write_json_atomic(&law_path, &report).map_err(|error| ExperimentError::Write {
         path: law_path.clone(),
-        source,
+        error,
     })?;
     Ok(ExperimentFit {
         report,
@@ -315,7 +314,7 @@ fn add_reference_criteria(
             if new_verdict != *verdict {
                 let path = run.dir.verdict();
                 write_json_atomic(&path, &new_verdict)
-                    .map_err(|source| ExperimentError::Write { path, source })?;
+                    .map_err(|error| ExperimentError::Write { path, error })?;
                 updated.push(run.name.clone());
             }
         }

@@ -29,10 +29,10 @@ pub enum PasskeyEvalError {
     Data(#[from] forgetlab_data::DataError),
     #[error(transparent)]
     Score(#[from] PasskeyError),
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         path: std::path::PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -145,9 +145,9 @@ pub fn evaluate(
     hooks: &ScanHooks,
     dir: &Path,
 ) -> Result<PasskeySummary, PasskeyEvalError> {
-    std::fs::create_dir_all(dir).map_err(|source| PasskeyEvalError::Io {
+    std::fs::create_dir_all(dir).map_err(|error| PasskeyEvalError::Io {
         path: dir.to_path_buf(),
-        source,
+        error,
     })?;
     let model_sha256 = model_fingerprint(model);
     let mut all = Vec::new();
@@ -185,7 +185,7 @@ pub fn evaluate(
     let summary = passkey_score::summarize(run_name, &all, config, mitigation)?;
     let path = passkey_score::summary_file(dir);
     forgetlab_runs::write_json_atomic(&path, &summary)
-        .map_err(|source| PasskeyEvalError::Io { path, source })?;
+        .map_err(|error| PasskeyEvalError::Io { path, error })?;
     Ok(summary)
 }
 

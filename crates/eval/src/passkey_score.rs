@@ -30,12 +30,8 @@ use serde::{Deserialize, Serialize};
 /// Why predictions could not be read or scored.
 #[derive(Debug, thiserror::Error)]
 pub enum PasskeyError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
     #[error("{}:{line}: not a passkey prediction: {message}", path.display())]
     BadLine {
         path: PathBuf,
@@ -60,9 +56,9 @@ pub enum PasskeyError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PasskeyError + '_ {
-    move |source| PasskeyError::Io {
+    move |error| PasskeyError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

@@ -33,11 +33,10 @@ use crate::verdict::{VerdictError, VerdictInput, decide, memory_lengths};
 /// Why evaluating a run failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     Config(#[from] forgetlab_runs::ConfigError),
@@ -70,7 +69,7 @@ pub enum EvalError {
 
 fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> EvalError {
     let path = path.to_path_buf();
-    move |source| EvalError::Io { path, source }
+    move |error| EvalError::Io { path, error }
 }
 
 /// A run opened for evaluation: its config (with overrides applied), weights and tokenizer.
@@ -500,7 +499,7 @@ pub fn verdict_from_files(run: &RunDir, config: &RunConfig) -> Result<ForgetVerd
             },
             _ => EvalError::Io {
                 path: path.clone(),
-                source,
+                error: source,
             },
         })
     };

@@ -62,7 +62,7 @@ impl CheckpointFiles {
         } else {
             return Err(ModelError::Io {
                 path: path.to_path_buf(),
-                source: std::io::Error::new(
+                error: std::io::Error::new(
                     std::io::ErrorKind::NotFound,
                     "no such file or directory",
                 ),
@@ -93,7 +93,7 @@ pub fn load(path: &Path, device: &Device) -> Result<(Mamba2, Flavor), ModelError
 pub fn save(model: &Mamba2, dir: &Path) -> Result<(), ModelError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| ModelError::Io { path, source }
+        move |error| ModelError::Io { path, error }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let weights = Weights::from_model(model);
@@ -175,9 +175,9 @@ pub fn read_weights(path: &Path) -> Result<Weights, ModelError> {
             tensors.insert(official_name(&name), WeightTensor::new(shape, data));
         }
     } else {
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+        let bytes = std::fs::read(path).map_err(|error| ModelError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
         for (name, view) in file.iter() {
@@ -220,9 +220,9 @@ pub fn official_name(name: &str) -> String {
 
 /// Reads a config.json of any supported flavour.
 pub fn read_config(path: &Path) -> Result<(Mamba2Config, Flavor), ModelError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| ModelError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let value: Value = serde_json::from_str(&text).map_err(|e| ModelError::Config {
         path: path.to_path_buf(),

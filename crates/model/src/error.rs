@@ -2,14 +2,15 @@
 
 use std::path::PathBuf;
 
-/// Why a model could not be built, loaded or saved.
+/// Why a model could not be built, loaded or saved. Each message is one self-contained line
+/// that includes its cause, so no variant also reports the cause as its `source` (a printed
+/// error chain would repeat it).
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}: {message}", path.display())]
     Config { path: PathBuf, message: String },
@@ -27,10 +28,18 @@ pub enum ModelError {
         misshaped: Vec<String>,
         unexpected: Vec<String>,
     },
+    /// Displays the key and reason itself, so it is not also the error's source (a printed
+    /// chain would repeat it).
     #[error("invalid model config: {0}")]
-    Invalid(#[from] forgetlab_runs::Invalid),
+    Invalid(forgetlab_runs::Invalid),
     #[error("device `{device}`: {message}")]
     Device { device: String, message: String },
+}
+
+impl From<forgetlab_runs::Invalid> for ModelError {
+    fn from(invalid: forgetlab_runs::Invalid) -> Self {
+        ModelError::Invalid(invalid)
+    }
 }
 
 fn list(what: &str, items: &[String]) -> String {

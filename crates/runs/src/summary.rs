@@ -118,12 +118,13 @@ fn read_config(path: &Path, problems: &mut Vec<String>) -> Option<RunConfig> {
     }
 }
 
-/// Reads a JSON file if it exists; a parse failure is recorded, not raised.
+/// Reads a JSON file if it exists; a parse failure, or a path that is not a regular file
+/// (never opened), is recorded, not raised.
 pub fn read_json<T: serde::de::DeserializeOwned>(
     path: &Path,
     problems: &mut Vec<String>,
 ) -> Option<T> {
-    let bytes = match std::fs::read(path) {
+    let bytes = match crate::regular::read_regular(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => {

@@ -12,18 +12,16 @@ pub enum SweepError {
     /// The experiment file (or a run config it produces) is wrong.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A child process (`forgetlab train`, `sbatch`, ...) could not be started.
-    #[error("could not run {program}: {source}")]
+    #[error("could not run {program}: {error}")]
     Spawn {
         program: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// An existing run directory disagrees with the plan and holds progress.
     #[error("run {run}: {message}")]
@@ -53,7 +51,7 @@ impl SweepError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         SweepError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

@@ -242,9 +242,9 @@ impl Supervisor {
             use std::os::unix::process::CommandExt;
             cmd.process_group(0);
         }
-        let mut child = cmd.spawn().map_err(|source| SweepError::Spawn {
+        let mut child = cmd.spawn().map_err(|error| SweepError::Spawn {
             program: program.clone(),
-            source,
+            error,
         })?;
         let pid = child.id() as libc::pid_t;
         let mut forwarded = 0usize;
@@ -253,8 +253,8 @@ impl Supervisor {
             match child.try_wait() {
                 Ok(Some(status)) => return Ok(Exit::of(status)),
                 Ok(None) => {}
-                Err(source) => {
-                    return Err(SweepError::Spawn { program, source });
+                Err(error) => {
+                    return Err(SweepError::Spawn { program, error });
                 }
             }
             // The child is not reaped yet, so its pid cannot have been reused.

@@ -539,9 +539,9 @@ fn run_slurm(program: &str, args: &[String]) -> Result<std::process::Output, Swe
     Command::new(program)
         .args(args)
         .output()
-        .map_err(|source| SweepError::Spawn {
+        .map_err(|error| SweepError::Spawn {
             program: program.to_string(),
-            source,
+            error,
         })
 }
 

@@ -4,11 +4,10 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     Config(#[from] forgetlab_runs::ConfigError),
@@ -29,6 +28,6 @@ pub enum TrainError {
 impl TrainError {
     pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> TrainError {
         let path = path.to_path_buf();
-        move |source| TrainError::Io { path, source }
+        move |error| TrainError::Io { path, error }
     }
 }

@@ -53,7 +53,7 @@ pub fn run(args: Args) -> Result<()> {
                             .and_then(|_| out.write_all(b"\n"))
                             .map_err(|e| forgetlab_data::DataError::Io {
                                 path: f.clone(),
-                                source: e,
+                                error: e,
                             })
                     })?;
                 }

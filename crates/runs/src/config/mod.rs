@@ -52,11 +52,10 @@ impl std::error::Error for Invalid {}
 /// Why a configuration file could not be used. Displays as a single line.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Syntax, unknown key or wrong type.
     #[error("{}", located(file.as_deref(), *line, key.as_deref(), message))]
@@ -164,14 +163,15 @@ pub fn parse_validated<T: DeserializeOwned>(
     Ok(value)
 }
 
-/// Reads `path`, parses and validates it; errors carry the file name.
+/// Reads `path` (a regular file; anything else is refused unopened), parses and validates
+/// it; errors carry the file name.
 pub fn load_validated<T: DeserializeOwned>(
     path: &Path,
     validate: impl FnOnce(&T) -> Result<(), Invalid>,
 ) -> Result<T, ConfigError> {
-    let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+    let source = crate::regular::read_regular_to_string(path).map_err(|error| ConfigError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     parse_validated(&source, validate).map_err(|e| e.with_file(path))
 }
