@@ -18,7 +18,7 @@ use crate::{Mamba2, Mamba2Config, ScanHooks};
 /// A named benchmark configuration.
 #[derive(Debug, Clone)]
 pub struct BenchModel {
-    pub name: &'static str,
+    pub name: String,
     pub config: Mamba2Config,
 }
 
@@ -33,11 +33,11 @@ pub fn reference_models(chunk_size: usize) -> Vec<BenchModel> {
     };
     vec![
         BenchModel {
-            name: "A",
+            name: "A".into(),
             config: make(128, 16, 32),
         },
         BenchModel {
-            name: "B",
+            name: "B".into(),
             config: make(256, 64, 64),
         },
     ]

@@ -2,9 +2,13 @@
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use forgetlab_model::Mamba2Config as ModelConfig;
 use forgetlab_model::bench::{
-    BenchResult, HeadGradient, bench_streaming, bench_training, gemm_gflops, reference_models,
+    BenchModel, BenchResult, HeadGradient, bench_streaming, bench_training, gemm_gflops,
+    reference_models,
 };
+use forgetlab_runs::RunConfig;
+use forgetlab_sweep::Experiment;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -34,19 +38,26 @@ enum BenchCommand {
         workers: Option<usize>,
     },
     /// Model alone: training (forward + backward) and streaming-eval tokens/s and peak memory
-    /// for the reference configurations A and B at sequence lengths 256, 1024 and 4096.
+    /// for the reference configurations A and B at sequence lengths 256, 1024 and 4096, or for
+    /// the models of an experiment or run config (`--config`), with where a step's time goes.
     Model {
+        /// An experiment file or run config: measure its models at its training lengths and
+        /// tokens per step instead of the reference configurations, and split each step's time
+        /// into the Mamba-2 layers and the rest (embedding, LM head and loss).
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
         /// One timed step per point and a shorter streaming run.
         #[arg(long)]
         quick: bool,
-        /// SSD chunk size.
+        /// SSD chunk size (reference configurations only; a config brings its own).
         #[arg(long, default_value_t = 64)]
         chunk: usize,
-        /// Tokens per training step.
-        #[arg(long, default_value_t = 8192)]
-        tokens_per_step: usize,
-        /// Sequence lengths to measure.
-        #[arg(long, value_delimiter = ',', default_values_t = [256, 1024, 4096])]
+        /// Tokens per training step (default: 8192, or the config's).
+        #[arg(long)]
+        tokens_per_step: Option<usize>,
+        /// Sequence lengths to measure (default: 256, 1024 and 4096, or the config's training
+        /// lengths).
+        #[arg(long, value_delimiter = ',')]
         lengths: Vec<usize>,
         /// Print one JSON object per measurement instead of a table.
         #[arg(long)]
@@ -75,6 +86,63 @@ pub fn run(args: Args) -> Result<()> {
             bench_train(steps, &lengths, tokens_per_step, &corpus, workers)
         }
         BenchCommand::Model {
+            config: Some(config),
+            quick,
+            tokens_per_step,
+            lengths,
+            json,
+            workers,
+            ..
+        } => {
+            let points = bench_points(&config, tokens_per_step, &lengths)?;
+            let steps = if quick { 1 } else { 3 };
+            let gemm = gemm_gflops();
+            let mut results = Vec::new();
+            let mut splits = Vec::new();
+            for point in &points {
+                let workers = workers.first().copied().unwrap_or(point.workers);
+                for &seq_len in &point.lengths {
+                    tracing::info!("model {} training at length {seq_len}", point.model.name);
+                    let whole = bench_training(
+                        &point.model,
+                        seq_len,
+                        point.tokens_per_step,
+                        steps,
+                        HeadGradient::HandWritten,
+                        workers,
+                    );
+                    if point.model.config.n_layer > 1 {
+                        let one_layer = BenchModel {
+                            name: format!("{} (1 layer)", point.model.name),
+                            config: ModelConfig {
+                                n_layer: 1,
+                                ..point.model.config.clone()
+                            },
+                        };
+                        let single = bench_training(
+                            &one_layer,
+                            seq_len,
+                            point.tokens_per_step,
+                            steps,
+                            HeadGradient::HandWritten,
+                            workers,
+                        );
+                        splits.push(TimeSplit::new(&point.model, &whole, &single));
+                        results.push(whole);
+                        results.push(single);
+                    } else {
+                        results.push(whole);
+                    }
+                }
+            }
+            print_results(&results, gemm, json)?;
+            if !json {
+                print_splits(&splits);
+            }
+            Ok(())
+        }
+        BenchCommand::Model {
+            config: None,
             quick,
             chunk,
             tokens_per_step,
@@ -87,6 +155,12 @@ pub fn run(args: Args) -> Result<()> {
                 default_workers()
             } else {
                 workers
+            };
+            let tokens_per_step = tokens_per_step.unwrap_or(8192);
+            let lengths = if lengths.is_empty() {
+                vec![256, 1024, 4096]
+            } else {
+                lengths
             };
             let gemm = gemm_gflops();
             let steps = if quick { 1 } else { 3 };
@@ -122,6 +196,132 @@ pub fn run(args: Args) -> Result<()> {
             print_results(&results, gemm, json)
         }
     }
+}
+
+/// One model of a config to measure, at its training lengths.
+struct BenchPoint {
+    model: BenchModel,
+    lengths: Vec<usize>,
+    tokens_per_step: usize,
+    workers: usize,
+}
+
+/// The distinct models of an experiment file (or the one model of a run config), each named
+/// by the model keys its runs vary and measured at the lengths its runs train at.
+fn bench_points(
+    path: &std::path::Path,
+    tokens_per_step: Option<usize>,
+    lengths: &[usize],
+) -> Result<Vec<BenchPoint>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let is_experiment = text
+        .parse::<toml::Table>()
+        .with_context(|| format!("{} is not TOML", path.display()))?
+        .contains_key("experiment");
+    let runs: Vec<(String, RunConfig)> = if is_experiment {
+        let experiment = Experiment::load(path)?;
+        experiment
+            .runs
+            .into_iter()
+            .map(|run| {
+                let label = run
+                    .point
+                    .iter()
+                    .filter(|(key, _)| key.starts_with("model."))
+                    .map(|(key, value)| format!("{}={value}", &key["model.".len()..]))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                (label, run.config)
+            })
+            .collect()
+    } else {
+        let config = RunConfig::load(path)?;
+        vec![(String::new(), config)]
+    };
+    let mut points: Vec<BenchPoint> = Vec::new();
+    for (label, config) in runs {
+        let seq_len = config.train.seq_len;
+        match points.iter_mut().find(|p| p.model.config == config.model) {
+            Some(point) => {
+                if !point.lengths.contains(&seq_len) {
+                    point.lengths.push(seq_len);
+                }
+            }
+            None => points.push(BenchPoint {
+                model: BenchModel {
+                    name: if label.is_empty() {
+                        "model".into()
+                    } else {
+                        label
+                    },
+                    config: config.model.clone(),
+                },
+                lengths: vec![seq_len],
+                tokens_per_step: tokens_per_step.unwrap_or(config.train.tokens_per_step),
+                workers: config.train.workers(),
+            }),
+        }
+    }
+    for point in &mut points {
+        if lengths.is_empty() {
+            point.lengths.sort_unstable();
+        } else {
+            point.lengths = lengths.to_vec();
+        }
+    }
+    Ok(points)
+}
+
+/// Where one training step's time goes, from the model and its one-layer copy: each layer
+/// costs the difference, and the rest (embedding, LM head, loss) is what the copy spends
+/// beyond its one layer.
+struct TimeSplit {
+    model: String,
+    seq_len: usize,
+    step_s: f64,
+    per_layer_s: f64,
+    outside_layers_s: f64,
+}
+
+impl TimeSplit {
+    fn new(model: &BenchModel, whole: &BenchResult, single: &BenchResult) -> Self {
+        let layers = model.config.n_layer;
+        // Per token, so a different number of tokens per step cannot skew the split.
+        let per_token = |r: &BenchResult| r.seconds_per_step / r.tokens_per_step as f64;
+        let tokens = whole.tokens_per_step as f64;
+        let per_layer = (per_token(whole) - per_token(single)) / (layers - 1) as f64 * tokens;
+        Self {
+            model: model.name.clone(),
+            seq_len: whole.seq_len,
+            step_s: whole.seconds_per_step,
+            per_layer_s: per_layer,
+            outside_layers_s: whole.seconds_per_step - layers as f64 * per_layer,
+        }
+    }
+}
+
+fn print_splits(splits: &[TimeSplit]) {
+    if splits.is_empty() {
+        return;
+    }
+    println!("\nwhere a training step's time goes (the model against its one-layer copy):");
+    println!("model                seq_len   s/step  per layer  outside layers  outside share");
+    for s in splits {
+        println!(
+            "{:<20} {:>7} {:>8.3} {:>10.3} {:>15.3} {:>13.0}%",
+            s.model,
+            s.seq_len,
+            s.step_s,
+            s.per_layer_s,
+            s.outside_layers_s,
+            100.0 * s.outside_layers_s / s.step_s
+        );
+    }
+    println!(
+        "(outside layers: embedding, final norm, LM head and loss, forward and backward; a \
+         difference of two noisy timings, so small negative or >100% values mean noise)"
+    );
 }
 
 /// 1 and the number of cores (once if they are the same).
