@@ -342,7 +342,7 @@ fn description(experiment: &ExperimentDir, root: &RunsRoot) -> Option<String> {
     if !root.contains(&path) {
         return None;
     }
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = forgetlab_runs::regular::read_regular_to_string(&path).ok()?;
     let table: toml::Table = text.parse().ok()?;
     table
         .get("experiment")?

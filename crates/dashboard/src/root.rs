@@ -27,6 +27,9 @@ pub enum Rejection {
     /// A link leading outside the runs root.
     #[error("{0} links outside the runs root; not served")]
     Escapes(String),
+    /// Something other than a regular file (a FIFO, a device): never opened.
+    #[error("{0} is not a regular file; not read")]
+    NotRegular(String),
 }
 
 /// Subdirectories of an experiment that are not runs.
@@ -240,8 +243,11 @@ impl RunsRoot {
             return Err(Rejection::NotFound(relative.to_string()));
         }
         self.guard(&path, relative)?;
-        if !path.is_file() {
+        if path.is_dir() {
             return Err(Rejection::NotFound(relative.to_string()));
+        }
+        if !path.is_file() {
+            return Err(Rejection::NotRegular(relative.to_string()));
         }
         Ok(path)
     }

@@ -8,6 +8,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path as UrlPath, Query, State};
@@ -39,6 +40,8 @@ pub struct ServeOptions {
     pub addr: SocketAddr,
     /// How often open pages poll for changes, in milliseconds.
     pub poll_ms: u64,
+    /// Longest a request may take before it is answered 503 (whatever blocks its reads).
+    pub request_timeout: Duration,
 }
 
 impl Default for ServeOptions {
@@ -47,6 +50,7 @@ impl Default for ServeOptions {
             runs_root: PathBuf::from("runs"),
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             poll_ms: 2000,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -54,6 +58,7 @@ impl Default for ServeOptions {
 struct AppState {
     root: RunsRoot,
     poll_ms: u64,
+    request_timeout: Duration,
 }
 
 impl AppState {
@@ -92,6 +97,7 @@ impl From<Rejection> for ApiError {
             Rejection::BadName(_) => StatusCode::BAD_REQUEST,
             Rejection::NotFound(_) => StatusCode::NOT_FOUND,
             Rejection::Escapes(_) => StatusCode::FORBIDDEN,
+            Rejection::NotRegular(_) => StatusCode::UNPROCESSABLE_ENTITY,
         };
         Self::new(status, r.to_string())
     }
@@ -250,6 +256,7 @@ fn router_with(opts: &ServeOptions) -> Result<Router, DashboardError> {
     let state = Arc::new(AppState {
         root,
         poll_ms: opts.poll_ms.max(250),
+        request_timeout: opts.request_timeout,
     });
     Ok(Router::new()
         .route("/", get(index))
@@ -297,6 +304,10 @@ fn router_with(opts: &ServeOptions) -> Result<Router, DashboardError> {
         )
         .route("/files/{exp}/{*path}", get(file))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            bounded_time,
+        ))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state))
 }
@@ -322,6 +333,36 @@ async fn security_headers(mut response: Response) -> Response {
              img-src 'self' data:; object-src 'none'; frame-ancestors 'none'",
         ));
     response
+}
+
+/// Answers 503 when a request takes longer than the configured bound: a file system that
+/// stalls (a hung network mount, a file someone else keeps locked) cannot hold a page or an
+/// API call open forever. The blocking read may still finish in the background.
+async fn bounded_time(
+    State(state): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path().to_string();
+    let limit = state.request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!("{path}: no answer within {limit:?}; answered 503");
+            let error = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{path}: no answer within {:.1} s (reading the runs directory stalled)",
+                    limit.as_secs_f64()
+                ),
+            );
+            if path.starts_with("/api/") {
+                error.into_response()
+            } else {
+                PageError(error, state.display()).into_response()
+            }
+        }
+    }
 }
 
 async fn not_found(State(state): State<Shared>, uri: Uri) -> Response {
@@ -445,7 +486,7 @@ fn run_charts(state: &AppState, detail: &RunDetail, entry: &RunEntry) -> RunChar
 
 /// Up to `max` bytes from the end of a text file, starting at a line.
 fn tail(path: &Path, max: u64) -> Option<String> {
-    let mut file = std::fs::File::open(path).ok()?;
+    let mut file = forgetlab_runs::open_regular(path).ok()?;
     let len = file.metadata().ok()?.len();
     let start = len.saturating_sub(max);
     file.seek(SeekFrom::Start(start)).ok()?;
@@ -675,7 +716,8 @@ async fn api_experiment_stamp(
     .await
 }
 
-/// Reads one JSON result file: 404 when absent, 422 with the reason when unreadable.
+/// Reads one JSON result file: 404 when absent, 403 when it links out of the root, 422 with
+/// the reason when unreadable (also when it is not a regular file).
 fn result_file<T: serde::de::DeserializeOwned>(
     state: &AppState,
     path: &Path,
@@ -684,17 +726,14 @@ fn result_file<T: serde::de::DeserializeOwned>(
     if std::fs::symlink_metadata(path).is_err() {
         return Err(ApiError::not_found(format!("{what}: not written yet")));
     }
+    state.root.guard(path, what)?;
     let mut problems = Vec::new();
     read_guarded(&state.root, path, &mut problems).ok_or_else(|| {
         let message = problems
             .into_iter()
             .next()
             .unwrap_or_else(|| format!("{what}: unreadable"));
-        if message.contains("links outside the runs root") {
-            ApiError::new(StatusCode::FORBIDDEN, message)
-        } else {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
-        }
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
     })
 }
 
@@ -1036,7 +1075,7 @@ async fn file(
                 format!("{path}: {len} bytes is more than the dashboard serves"),
             ));
         }
-        let bytes = std::fs::read(&real).map_err(|err| {
+        let bytes = forgetlab_runs::read_regular(&real).map_err(|err| {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{path}: {err}"))
         })?;
         let mut headers = HeaderMap::new();
@@ -1191,4 +1230,59 @@ pub fn spawn(opts: &ServeOptions) -> Result<RunningDashboard, DashboardError> {
         shutdown: Some(tx),
         thread: Some(thread),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::time::Instant;
+
+    use super::*;
+
+    /// A handler that outlives the bound is answered 503, in JSON under /api, within about
+    /// the bound.
+    #[test]
+    fn a_request_that_takes_too_long_is_answered_503() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Arc::new(AppState {
+            root: RunsRoot::open(dir.path()).unwrap(),
+            poll_ms: 1000,
+            request_timeout: Duration::from_millis(300),
+        });
+        async fn slow() -> &'static str {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            "late"
+        }
+        let app: Router = Router::new()
+            .route("/api/slow", get(slow))
+            .route("/slow", get(slow))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                bounded_time,
+            ))
+            .with_state(state);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let rt = runtime().unwrap();
+        std::thread::spawn(move || {
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            })
+        });
+        for (path, kind) in [("/api/slow", "application/json"), ("/slow", "text/html")] {
+            let started = Instant::now();
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            write!(stream, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+            let mut reply = String::new();
+            stream.read_to_string(&mut reply).unwrap();
+            assert!(started.elapsed() < Duration::from_secs(10), "{path}");
+            assert!(reply.starts_with("HTTP/1.0 503"), "{path}: {reply}");
+            assert!(reply.contains(kind) && reply.contains("no answer within 0.3 s"));
+        }
+    }
 }

@@ -37,6 +37,11 @@ pub struct PasskeyPrompt {
     pub num_blocks: usize,
 }
 
+/// The shortest passkey prompt `tok` can build, in tokens: prefix, suffix and one filler block.
+pub fn shortest_length(tok: &Tokenizer) -> Result<usize, DataError> {
+    Ok(tok.encode(PREFIX)?.len() + tok.encode(SUFFIX)?.len() + tok.encode(FILLER)?.len())
+}
+
 /// Builds the prompt for a context of `length` tokens with the needle at `depth` in [0, 1].
 pub fn build(
     tok: &Tokenizer,

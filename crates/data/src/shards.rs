@@ -160,7 +160,34 @@ pub fn read_shard(
                 &mut counted,
             )?
         }
-        Format::Parquet => read_parquet(path, skip_bad, skipped, &mut counted)?,
+        Format::Parquet => match read_parquet(path, skip_bad, skipped, &mut counted) {
+            Ok(broken) => broken,
+            // A file that cannot be read as parquet at all is one bad shard, skipped like a
+            // corrupt compressed stream; errors of the callback are not the file's fault.
+            Err(ParquetFailure::Unreadable(reason)) => {
+                skip_or_fail(
+                    path,
+                    "file",
+                    "unreadable parquet",
+                    &reason,
+                    skip_bad,
+                    skipped,
+                )?;
+                true
+            }
+            Err(ParquetFailure::Corrupt { row, reason }) => {
+                skip_or_fail(
+                    path,
+                    &format!("after row {row}"),
+                    "corrupt parquet",
+                    &reason,
+                    skip_bad,
+                    skipped,
+                )?;
+                true
+            }
+            Err(ParquetFailure::Data(e)) => return Err(e),
+        },
         Format::Txt => {
             let bytes = std::fs::read(path).map_err(DataError::io(path))?;
             match String::from_utf8(bytes) {
@@ -322,19 +349,28 @@ fn short(v: &Value) -> String {
     }
 }
 
+/// Why reading a parquet shard stopped.
+enum ParquetFailure {
+    /// Not readable as parquet (footer, schema, no string `text` column).
+    Unreadable(String),
+    /// A row group failed to decode after `row` rows were read.
+    Corrupt { row: u64, reason: String },
+    /// A bad row without `skip_bad`, or the record callback failed.
+    Data(DataError),
+}
+
+/// Reads the records of a parquet shard; a row without text is skipped or fails as
+/// `skip_bad` says, a file that cannot be read is left to the caller.
 fn read_parquet(
     path: &Path,
     skip_bad: bool,
     skipped: &mut SkipCounts,
     on_record: &mut impl FnMut(Record) -> Result<(), DataError>,
-) -> Result<bool, DataError> {
-    let bad_file = |reason: String| DataError::BadShard {
-        path: path.to_path_buf(),
-        reason: format!("unreadable parquet: {reason}"),
-    };
-    let file = File::open(path).map_err(DataError::io(path))?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad_file(e.to_string()))?;
+) -> Result<bool, ParquetFailure> {
+    let unreadable = |e: &dyn std::fmt::Display| ParquetFailure::Unreadable(e.to_string());
+    let file = forgetlab_runs::open_regular(path)
+        .map_err(|e| ParquetFailure::Data(DataError::io(path)(e)))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| unreadable(&e))?;
     let schema = builder.parquet_schema();
     let root_fields: Vec<String> = builder
         .schema()
@@ -352,7 +388,7 @@ fn read_parquet(
         .iter()
         .any(|n| n == "text" || n == "raw_content")
     {
-        return Err(bad_file(format!(
+        return Err(ParquetFailure::Unreadable(format!(
             "no `text` column (columns: {})",
             root_fields.join(", ")
         )));
@@ -361,28 +397,17 @@ fn read_parquet(
     let reader = builder
         .with_projection(mask)
         .build()
-        .map_err(|e| bad_file(e.to_string()))?;
+        .map_err(|e| unreadable(&e))?;
     let mut row = 0u64;
     for batch in reader {
-        let batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                let at = format!("after row {row}");
-                skip_or_fail(
-                    path,
-                    &at,
-                    "corrupt parquet",
-                    &e.to_string(),
-                    skip_bad,
-                    skipped,
-                )?;
-                return Ok(true);
-            }
-        };
+        let batch = batch.map_err(|e| ParquetFailure::Corrupt {
+            row,
+            reason: e.to_string(),
+        })?;
         let text_col = batch
             .column_by_name("text")
             .or_else(|| batch.column_by_name("raw_content"))
-            .ok_or_else(|| bad_file("no text column".into()))?;
+            .ok_or_else(|| ParquetFailure::Unreadable("no text column".into()))?;
         let meta = batch
             .column_by_name("meta")
             .and_then(|m| m.as_any().downcast_ref::<StructArray>())
@@ -404,7 +429,7 @@ fn read_parquet(
         let strings = text_col.as_any().downcast_ref::<StringArray>();
         let large = text_col.as_any().downcast_ref::<LargeStringArray>();
         if strings.is_none() && large.is_none() {
-            return Err(bad_file(format!(
+            return Err(ParquetFailure::Unreadable(format!(
                 "column `text` has type {}, expected a string",
                 text_col.data_type()
             )));
@@ -419,7 +444,8 @@ fn read_parquet(
                     "null text",
                     skip_bad,
                     skipped,
-                )?;
+                )
+                .map_err(ParquetFailure::Data)?;
                 continue;
             }
             let text = match (strings, large) {
@@ -430,7 +456,8 @@ fn read_parquet(
             on_record(Record {
                 text: text.to_string(),
                 source: source_at(i),
-            })?;
+            })
+            .map_err(ParquetFailure::Data)?;
         }
     }
     Ok(false)

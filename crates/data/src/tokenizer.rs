@@ -35,14 +35,27 @@ impl std::fmt::Debug for Tokenizer {
 }
 
 impl Tokenizer {
-    /// Loads a `tokenizer.json`; it must define `<|endoftext|>`.
+    /// Loads a `tokenizer.json`; it must define `<|endoftext|>`. Anything but a regular file
+    /// is refused unopened.
     pub fn from_file(path: &Path) -> Result<Self, DataError> {
-        let bytes = std::fs::read(path).map_err(DataError::io(path))?;
+        let bytes = forgetlab_runs::read_regular(path).map_err(DataError::io(path))?;
         let bad = |reason: String| DataError::Tokenizer {
             path: path.to_path_buf(),
             reason,
         };
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| bad(e.to_string()))?;
+        // Tell "not a tokenizer at all" from "a damaged tokenizer": every tokenizer.json is a
+        // JSON object with a `model` object, and the tokenizers library's own message for any
+        // other JSON is about syntax.
+        let json: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
+        if !json.get("model").is_some_and(serde_json::Value::is_object) {
+            return Err(bad(
+                "not a tokenizer.json (Hugging Face tokenizers format): it has no `model` object"
+                    .to_string(),
+            ));
+        }
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
+            .map_err(|e| bad(format!("not a valid tokenizer.json: {e}")))?;
         let eos = inner
             .token_to_id(EOS_TOKEN)
             .ok_or_else(|| bad(format!("has no {EOS_TOKEN} token")))?;

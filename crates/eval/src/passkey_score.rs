@@ -52,7 +52,7 @@ pub enum PasskeyError {
         depth: f64,
     },
     #[error("passkey config: {0}")]
-    InvalidConfig(String),
+    InvalidConfig(forgetlab_runs::Invalid),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PasskeyError + '_ {
@@ -338,22 +338,9 @@ pub fn summarize(
     config: &PasskeyConfig,
     mitigation: &Mitigation,
 ) -> Result<PasskeySummary, PasskeyError> {
-    if config.depth_bins == 0 {
-        return Err(PasskeyError::InvalidConfig(
-            "depth_bins must be at least 1".into(),
-        ));
-    }
-    if config.samples == 0 {
-        return Err(PasskeyError::InvalidConfig(
-            "samples must be at least 1".into(),
-        ));
-    }
-    if !(0.0..=1.0).contains(&config.threshold) {
-        return Err(PasskeyError::InvalidConfig(format!(
-            "threshold must be in [0, 1], got {}",
-            config.threshold
-        )));
-    }
+    config
+        .validate("eval.passkey")
+        .map_err(PasskeyError::InvalidConfig)?;
     let mut unique: BTreeMap<(usize, usize), &PasskeyPrediction> = BTreeMap::new();
     for p in predictions {
         if !(0.0..=1.0).contains(&p.depth) {

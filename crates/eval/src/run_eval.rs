@@ -65,6 +65,22 @@ pub enum EvalError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// The tokenizer can produce ids the model has no embedding for.
+    #[error(
+        "tokenizer {} has {tokenizer} tokens but the model in {} has a vocabulary of {model}; evaluate with the tokenizer the run was trained with (data.tokenizer in {})",
+        path.display(),
+        model_dir.display(),
+        config.display()
+    )]
+    VocabMismatch {
+        path: PathBuf,
+        tokenizer: usize,
+        model_dir: PathBuf,
+        model: usize,
+        config: PathBuf,
+    },
+    #[error(transparent)]
+    Provenance(#[from] forgetlab_runs::provenance::ProvenanceError),
 }
 
 fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> EvalError {
@@ -78,6 +94,54 @@ pub struct RunEval {
     pub config: RunConfig,
     pub model: Mamba2,
     pub tokenizer: Tokenizer,
+}
+
+/// Refuses a tokenizer whose ids reach past the model's vocabulary (they would index past its
+/// embedding).
+fn check_vocab(tokenizer: &Tokenizer, model: &Mamba2, run: &RunDir) -> Result<(), EvalError> {
+    let vocab = model.config().vocab_size;
+    if tokenizer.vocab_size() > vocab {
+        return Err(EvalError::VocabMismatch {
+            path: tokenizer.path().to_path_buf(),
+            tokenizer: tokenizer.vocab_size(),
+            model_dir: run.final_model(),
+            model: vocab,
+            config: run.config(),
+        });
+    }
+    Ok(())
+}
+
+/// The config with the architecture of the weights actually loaded: N_S, vocabulary and
+/// shapes come from the model, never from a `[model]` edited after training (named in a
+/// warning).
+fn with_model_architecture(mut config: RunConfig, model: &Mamba2, run: &RunDir) -> RunConfig {
+    let loaded = model.config();
+    if config.model != *loaded {
+        let fields = |c: &forgetlab_runs::ModelConfig| match serde_json::to_value(c) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        let (written, actual) = (fields(&config.model), fields(loaded));
+        let changed: Vec<String> = actual
+            .iter()
+            .filter(|(k, v)| written.get(*k) != Some(*v))
+            .map(|(k, v)| {
+                let was = written
+                    .get(k)
+                    .map_or("unset".to_string(), |w| w.to_string());
+                format!("model.{k} = {was} (weights: {v})")
+            })
+            .collect();
+        tracing::warn!(
+            "{}: [model] differs from the weights in {}: {}; evaluating the weights' architecture",
+            run.config().display(),
+            run.final_model().display(),
+            changed.join(", ")
+        );
+        config.model = loaded.clone();
+    }
+    config
 }
 
 impl RunEval {
@@ -101,7 +165,9 @@ impl RunEval {
             )));
         }
         let (model, _) = checkpoint::load(&model_dir, device)?;
+        let config = with_model_architecture(config, &model, &run);
         let tokenizer = Tokenizer::from_file(&config.data.tokenizer)?;
+        check_vocab(&tokenizer, &model, &run)?;
         Ok(Self {
             run,
             config,

@@ -41,7 +41,7 @@ pub enum VerdictError {
     #[error("the {curve} values are malformed: {reason}")]
     Malformed { curve: String, reason: String },
     #[error("verdict config: {0}")]
-    InvalidConfig(String),
+    InvalidConfig(forgetlab_runs::Invalid),
     #[error("memory lengths: {0}")]
     InvalidDecay(String),
     #[error(
@@ -51,20 +51,12 @@ pub enum VerdictError {
     DifferentWindows { a: String, b: String },
 }
 
+/// The run config's own rules ([`VerdictConfig::validate`]), applied again to settings that
+/// may have been overridden on the command line.
 fn check_config(config: &VerdictConfig) -> Result<(), VerdictError> {
-    if !(config.epsilon >= 0.0 && config.epsilon.is_finite()) {
-        return Err(VerdictError::InvalidConfig(format!(
-            "epsilon (the margin) must be a finite number >= 0, got {}",
-            config.epsilon
-        )));
-    }
-    if !(config.confidence > 0.5 && config.confidence < 1.0) {
-        return Err(VerdictError::InvalidConfig(format!(
-            "confidence must be in (0.5, 1), got {}",
-            config.confidence
-        )));
-    }
-    Ok(())
+    config
+        .validate("eval.verdict")
+        .map_err(VerdictError::InvalidConfig)
 }
 
 /// The `p` quantile of Student's t with `df` degrees of freedom.

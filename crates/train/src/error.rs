@@ -23,6 +23,9 @@ pub enum TrainError {
     NonFinite { step: u64, loss: f64 },
     #[error("{0}")]
     Unsupported(String),
+    /// Refused before allocating: the run would not fit in the memory available.
+    #[error(transparent)]
+    Memory(#[from] crate::memory::MemoryError),
 }
 
 impl TrainError {

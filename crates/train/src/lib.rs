@@ -14,12 +14,16 @@
 pub mod checkpoint;
 pub mod error;
 mod logger;
+pub mod memory;
 pub mod optimizer;
+pub mod preflight;
 pub mod schedule;
 pub mod signals;
+mod sysmem;
 pub mod tensorboard;
 mod trainer;
 
 pub use error::TrainError;
+pub use preflight::check_inputs;
 pub use signals::StopFlag;
 pub use trainer::{TrainOptions, TrainOutcome, train};

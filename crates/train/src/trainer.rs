@@ -166,6 +166,10 @@ fn run_loop(
             "train.precision = bf16 on the CPU is emulated through f32 products: slower than f32, useful only to check numerics"
         );
     }
+    // Before anything is allocated; the estimate is of host memory, so only for the CPU.
+    if devices.iter().all(forgetlab_model::device::is_cpu) {
+        crate::memory::check_available(config)?;
+    }
     let device = devices[0].clone();
     let autodiff = device.clone().autodiff();
     // Worker k computes micro-batches on device k mod the number of devices.

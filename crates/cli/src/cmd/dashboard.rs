@@ -21,6 +21,9 @@ pub struct Args {
     /// How often open pages check for new results, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub poll_ms: u64,
+    /// Longest a request may take, in seconds, before it is answered 503.
+    #[arg(long, default_value_t = 30.0)]
+    pub request_timeout_s: f64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -34,6 +37,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         runs_root: args.runs.clone(),
         addr: args.addr,
         poll_ms: args.poll_ms,
+        request_timeout: std::time::Duration::try_from_secs_f64(args.request_timeout_s)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .context("--request-timeout-s must be a positive number of seconds")?,
     };
     forgetlab_dashboard::serve_with(&options, |addr| {
         println!(

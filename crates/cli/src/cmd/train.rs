@@ -32,7 +32,11 @@ pub fn run(args: Args) -> Result<()> {
     let (run, config) = match (&args.resume, &args.config) {
         (Some(dir), _) => (RunDir::new(dir), None),
         (None, Some(path)) => {
-            let config = RunConfig::load(path)?;
+            // The whole config, eval settings and the files it names included, before step 1.
+            let config = forgetlab_runs::config::load_validated(path, |c: &RunConfig| {
+                c.validate()?;
+                forgetlab_train::check_inputs(c)
+            })?;
             let dir = args.run_dir.clone().unwrap_or_else(|| {
                 PathBuf::from("runs").join(path.file_stem().unwrap_or_default())
             });

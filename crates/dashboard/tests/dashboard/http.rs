@@ -79,6 +79,7 @@ pub fn start(root: &std::path::Path, poll_ms: u64) -> RunningDashboard {
         runs_root: root.to_path_buf(),
         addr: "127.0.0.1:0".parse().unwrap(),
         poll_ms,
+        ..ServeOptions::default()
     })
     .unwrap()
 }

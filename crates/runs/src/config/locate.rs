@@ -15,8 +15,13 @@ pub fn line_of(source: &str, offset: usize) -> usize {
         + 1
 }
 
-/// The dotted key whose key or value span contains `span`, deepest first.
+/// The dotted key whose key or value span contains `span`, deepest first. An empty span at
+/// the start is the whole document's (serde blames the root table for a missing top-level
+/// table there): no key is at fault, least of all the first one written.
 pub fn key_at(source: &str, span: Range<usize>) -> Option<String> {
+    if span.is_empty() && span.start == 0 {
+        return None;
+    }
     let doc = DeTable::parse(source).ok()?;
     let mut path = Vec::new();
     descend_table(doc.get_ref(), &span, &mut path);

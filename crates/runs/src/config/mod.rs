@@ -49,7 +49,8 @@ impl fmt::Display for Invalid {
 
 impl std::error::Error for Invalid {}
 
-/// Why a configuration file could not be used. Displays as a single line.
+/// Why a configuration file could not be used. Displays as a single line that includes the
+/// cause, so no variant also reports it as its `source` (a printed chain would repeat it).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{}: {error}", path.display())]
@@ -128,6 +129,8 @@ fn located(file: Option<&Path>, line: Option<usize>, key: Option<&str>, message:
 pub fn parse<T: DeserializeOwned>(source: &str) -> Result<T, ConfigError> {
     toml::from_str(source).map_err(|err| {
         let (line, key) = match err.span() {
+            // The whole document (a missing top-level table): no line or key to blame.
+            Some(span) if span.is_empty() && span.start == 0 => (None, None),
             Some(span) => (
                 Some(locate::line_of(source, span.start)),
                 locate::key_at(source, span),
@@ -301,6 +304,48 @@ lr = 1e-3
         let mut other = base.clone();
         other.train.precision = Precision::Bf16;
         assert!(!base.same_experiment(&other));
+    }
+
+    #[test]
+    fn a_missing_table_is_named_not_blamed_on_the_first_key() {
+        for first in ["seed = 3", "name = \"x\""] {
+            let src = SMOKE.replace("seed = 3", first);
+            let start = src.find("[model]").unwrap();
+            let end = src.find("[data]").unwrap();
+            let src = format!("{}{}", &src[..start], &src[end..]);
+            let err = RunConfig::from_toml_str(&src).unwrap_err();
+            let text = err.to_string();
+            assert_eq!(err.key(), None, "{text}");
+            assert_eq!(err.line(), None, "{text}");
+            assert_eq!(text, "missing field `model`");
+        }
+        // A key missing inside a table is blamed on that table, at its header.
+        let src = SMOKE.replace("n_layer = 2\n", "");
+        let err = RunConfig::from_toml_str(&src).unwrap_err();
+        assert_eq!(err.key(), Some("model"), "{err}");
+        assert_eq!(err.line(), Some(4), "{err}");
+    }
+
+    #[test]
+    fn eval_settings_are_checked_with_the_run_config() {
+        let with_eval = |eval: &str| format!("{SMOKE}\n{eval}\n");
+        let passkey = |l: &str| format!("[eval.passkey]\n{l}");
+        let verdict = |l: &str| format!("[eval.verdict]\n{l}");
+        for (eval, key, line) in [
+            (passkey("lengths = [0, 256]"), "eval.passkey.lengths[0]", 24),
+            (passkey("lengths = [512, 256]"), "eval.passkey.lengths", 24),
+            (passkey("lengths = [256, 256]"), "eval.passkey.lengths", 24),
+            (passkey("samples = 0"), "eval.passkey.samples", 24),
+            (verdict("epsilon = inf"), "eval.verdict.epsilon", 24),
+            (verdict("epsilon = nan"), "eval.verdict.epsilon", 24),
+            (verdict("confidence = 1.0"), "eval.verdict.confidence", 24),
+        ] {
+            let err = RunConfig::from_toml_str(&with_eval(&eval)).unwrap_err();
+            assert_eq!(err.key(), Some(key), "{eval}: {err}");
+            assert_eq!(err.line(), Some(line), "{eval}: {err}");
+        }
+        let ok = RunConfig::from_toml_str(&with_eval("[eval.passkey]\nlengths = [128, 256]"));
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]

@@ -419,6 +419,34 @@ impl Default for VerdictConfig {
     }
 }
 
+impl VerdictConfig {
+    /// Checks the margin and the confidence level; `prefix` is the dotted key of the table.
+    /// The one rule set for these values: run configs are checked with it before training,
+    /// and the verdict checks its (possibly overridden) settings with it again.
+    pub fn validate(&self, prefix: &str) -> Result<(), Invalid> {
+        if !(self.epsilon.is_finite() && self.epsilon >= 0.0) {
+            return Err(Invalid::new(
+                format!("{prefix}.epsilon"),
+                format!("must be a finite number >= 0 (nats), got {}", self.epsilon),
+            ));
+        }
+        if !(self.confidence > 0.5 && self.confidence < 1.0) {
+            return Err(Invalid::new(
+                format!("{prefix}.confidence"),
+                format!("must be in (0.5, 1), got {}", self.confidence),
+            ));
+        }
+        if self.max_slope_per_1k.is_some() {
+            return Err(Invalid::new(
+                format!("{prefix}.max_slope_per_1k"),
+                "was removed: the verdict now tests the rise over wide ranges past T_train with \
+                 confidence intervals (see the README's science section); delete the key",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The loss curve the verdict is decided on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -458,6 +486,48 @@ pub struct PasskeyConfig {
     /// How T_recall is read off the accuracy-per-length curve.
     #[serde(default)]
     pub recall_rule: RecallRule,
+}
+
+impl PasskeyConfig {
+    /// Checks lengths, samples, threshold and depth bins; `prefix` is the dotted key of the
+    /// table. The one rule set for these values, before training and again at evaluation.
+    /// Whether a length fits the prompt depends on the tokenizer; training checks that too.
+    pub fn validate(&self, prefix: &str) -> Result<(), Invalid> {
+        if let Some(i) = self.lengths.iter().position(|&l| l == 0) {
+            return Err(Invalid::new(
+                format!("{prefix}.lengths[{i}]"),
+                "must be at least 1 token",
+            ));
+        }
+        if let Some(w) = self.lengths.windows(2).find(|w| w[0] >= w[1]) {
+            return Err(Invalid::new(
+                format!("{prefix}.lengths"),
+                format!(
+                    "must be increasing, each length once (got {} before {})",
+                    w[0], w[1]
+                ),
+            ));
+        }
+        if self.samples == 0 {
+            return Err(Invalid::new(
+                format!("{prefix}.samples"),
+                "must be at least 1",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.threshold) {
+            return Err(Invalid::new(
+                format!("{prefix}.threshold"),
+                format!("must be in [0, 1], got {}", self.threshold),
+            ));
+        }
+        if self.depth_bins == 0 {
+            return Err(Invalid::new(
+                format!("{prefix}.depth_bins"),
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How T_recall is read off the accuracy per length. The paper's definition is "the maximum
@@ -961,25 +1031,7 @@ impl RunConfig {
         if e.bucket == Some(0) {
             return Err(Invalid::new("eval.bucket", "must be at least 1"));
         }
-        if !(e.verdict.epsilon.is_finite() && e.verdict.epsilon >= 0.0) {
-            return Err(Invalid::new(
-                "eval.verdict.epsilon",
-                "must be a finite number >= 0 (nats)",
-            ));
-        }
-        if !(e.verdict.confidence > 0.5 && e.verdict.confidence < 1.0) {
-            return Err(Invalid::new(
-                "eval.verdict.confidence",
-                "must be in (0.5, 1)",
-            ));
-        }
-        if e.verdict.max_slope_per_1k.is_some() {
-            return Err(Invalid::new(
-                "eval.verdict.max_slope_per_1k",
-                "was removed: the verdict now tests the rise over wide ranges past T_train with \
-                 confidence intervals (see the README's science section); delete the key",
-            ));
-        }
+        e.verdict.validate("eval.verdict")?;
         if e.verdict.on == VerdictCurve::Reference {
             return Err(Invalid::new(
                 "eval.verdict.on",
@@ -987,18 +1039,7 @@ impl RunConfig {
                  the decision; use \"raw\" or \"excess\"",
             ));
         }
-        if e.passkey.samples == 0 {
-            return Err(Invalid::new("eval.passkey.samples", "must be at least 1"));
-        }
-        if !(0.0..=1.0).contains(&e.passkey.threshold) {
-            return Err(Invalid::new("eval.passkey.threshold", "must be in [0, 1]"));
-        }
-        if e.passkey.depth_bins == 0 {
-            return Err(Invalid::new(
-                "eval.passkey.depth_bins",
-                "must be at least 1",
-            ));
-        }
+        e.passkey.validate("eval.passkey")?;
         if e.diagnostics.sample_every == 0 {
             return Err(Invalid::new(
                 "eval.diagnostics.sample_every",
