@@ -466,7 +466,7 @@ pub fn run_detail(root: &RunsRoot, experiment: &ExperimentDir, entry: &RunEntry)
     let readable = !entry.escapes;
     let mut problems = Vec::new();
     let status: Option<RunStatus> = if readable && root.contains(&run.status()) {
-        read_json(&run.status(), &mut Vec::new())
+        read_json(&run.status(), &mut Vec::new()).map(RunStatus::seen_from_here)
     } else {
         None
     };
@@ -603,6 +603,10 @@ fn stamp_run_into(hasher: &mut DefaultHasher, run: &RunDir) {
         run.diagnostics(),
     ] {
         stamp_file(hasher, &path);
+    }
+    // A writer that dies changes no file, yet turns its run from running to interrupted.
+    if let Some(status) = read_json::<RunStatus>(&run.status(), &mut Vec::new()) {
+        status.seen_from_here().state.as_str().hash(hasher);
     }
     for entry in std::fs::read_dir(run.eval())
         .into_iter()

@@ -9,7 +9,9 @@
 
 pub mod atomic;
 pub mod config;
+pub mod host;
 pub mod layout;
+pub mod lock;
 pub mod metrics;
 pub mod regular;
 pub mod results;
@@ -19,6 +21,7 @@ pub mod summary;
 pub use atomic::{append_json_line, write_atomic, write_json_atomic};
 pub use config::{ConfigError, FitConfig, Invalid, ModelConfig, RunConfig, StateSize};
 pub use layout::{CHECKPOINT_MARKER, ExperimentDir, RunDir};
+pub use lock::{DirLock, LockError, LockHolder};
 pub use metrics::{MetricKind, MetricRecord, read_metrics};
 pub use regular::{NotRegularFile, open_regular, read_regular};
 pub use status::{RunState, RunStatus, unix_now};

@@ -48,7 +48,7 @@ impl RunSummary {
     pub fn read(run: &RunDir) -> Self {
         let mut problems = Vec::new();
         let config = read_config(&run.config(), &mut problems);
-        let status: Option<RunStatus> = read_json(&run.status(), &mut problems);
+        let status = read_json(&run.status(), &mut problems).map(RunStatus::seen_from_here);
         let mut verdict: Option<ForgetVerdict> = read_json(&run.verdict(), &mut problems);
         if verdict.as_ref().is_some_and(|v| !v.is_current()) {
             problems.push(

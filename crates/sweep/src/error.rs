@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use forgetlab_runs::ConfigError;
+use forgetlab_runs::{ConfigError, LockError};
 
 /// Why a sweep operation could not be done.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,9 @@ pub enum SweepError {
     /// A Slurm command failed or answered something unexpected.
     #[error("slurm: {0}")]
     Slurm(String),
+    /// Another process writes the experiment directory.
+    #[error(transparent)]
+    Locked(#[from] LockError),
 }
 
 fn quoted(names: &[String]) -> String {

@@ -17,7 +17,7 @@ use crate::error::SweepError;
 use crate::experiment::Experiment;
 use crate::log::{Stage, SweepLog};
 use crate::process::{Forgetlab, Supervisor, available_cores};
-use crate::rundirs::{Assessment, Work, assess, prepare_runs, read_status};
+use crate::rundirs::{Assessment, Work, assess, lock_experiment, prepare_runs, read_status};
 use crate::select::{check_fresh, move_aside, select};
 use crate::task::{FinishOptions, FinishOutcome, RunOutcome, Runner, execute_run, finish_with};
 
@@ -116,6 +116,7 @@ pub fn run_local(
     options: &LocalOptions,
 ) -> Result<SweepOutcome, SweepError> {
     let selected = select(experiment, options.only.as_deref())?;
+    let _lock = lock_experiment(&experiment.dir(&options.runs_root))?;
     let mut moved = Vec::new();
     if options.fresh {
         let dir = experiment.dir(&options.runs_root);

@@ -7,13 +7,21 @@ use std::path::Path;
 
 use forgetlab_runs::summary::{has_current_verdict, read_json};
 use forgetlab_runs::{
-    ExperimentDir, RunConfig, RunDir, RunState, RunStatus, write_atomic, write_json_atomic,
+    DirLock, ExperimentDir, RunConfig, RunDir, RunState, RunStatus, write_atomic, write_json_atomic,
 };
 use toml::Value;
 
 use crate::error::SweepError;
 use crate::experiment::{Experiment, PlannedRun};
 use crate::log::{Event, Outcome, Stage, SweepLog};
+
+/// Creates the experiment directory if needed and locks it for this process: one sweep
+/// writes an experiment at a time (a second is refused, naming the first); the `forgetlab`
+/// children it runs lock their own run directories.
+pub fn lock_experiment(dir: &ExperimentDir) -> Result<DirLock, SweepError> {
+    std::fs::create_dir_all(dir.root()).map_err(|e| SweepError::io(dir.root(), e))?;
+    Ok(DirLock::acquire(dir.root())?)
+}
 
 /// Creates the experiment directory (with `experiment.toml`, a copy of the experiment file)
 /// and every planned run's directory.

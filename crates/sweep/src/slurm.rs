@@ -29,7 +29,7 @@ use crate::error::SweepError;
 use crate::experiment::{Experiment, PlannedRun};
 use crate::log::{Event, Outcome, Stage, SweepLog};
 use crate::process::Supervisor;
-use crate::rundirs::{Assessment, assess, log_event, prepare_runs, read_status};
+use crate::rundirs::{Assessment, assess, lock_experiment, log_event, prepare_runs, read_status};
 use crate::select::{check_fresh, move_aside, select};
 
 /// `[slurm]` of an experiment file; every field can also be given on the command line.
@@ -387,6 +387,8 @@ pub fn submit(experiment: &Experiment, options: &SlurmOptions) -> Result<Submiss
         .validate()
         .map_err(|i| SweepError::Slurm(format!("{i} (from the command line)")))?;
     let dir = experiment.dir(&options.runs_root);
+    // Held while submitting only: the finish job locks the experiment itself.
+    let _lock = lock_experiment(&dir)?;
     let queued = if options.dry_run {
         Queued::default()
     } else {

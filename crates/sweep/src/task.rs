@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use forgetlab_runs::summary::has_current_verdict;
-use forgetlab_runs::{ExperimentDir, RunDir, RunState};
+use forgetlab_runs::{DirLock, ExperimentDir, RunDir, RunState};
 
 use crate::error::SweepError;
 use crate::log::{Event, Outcome, Stage, SweepLog};
@@ -380,6 +380,7 @@ pub fn finish_experiment(
         );
         check_names(&dir.name(), only, &known, &how_to_list)?;
     }
+    let _lock = DirLock::acquire(dir.root())?;
     let supervisor = Supervisor::new(None, true);
     finish_with(dir, forgetlab, options, &supervisor, false)
 }

@@ -8,7 +8,7 @@ use clap::Subcommand;
 use forgetlab_data::{Tokenizer, passkey};
 use forgetlab_eval::run_eval::{RunEval, verdict_from_files};
 use forgetlab_runs::config::{Mitigation, VerdictCurve};
-use forgetlab_runs::{RunConfig, RunDir};
+use forgetlab_runs::{DirLock, RunConfig, RunDir};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -129,7 +129,8 @@ enum EvalCommand {
     },
 }
 
-fn open(args: &RunArgs, edit: impl FnOnce(&mut RunConfig)) -> Result<RunEval> {
+/// Opens the run for evaluation, with the lock on its directory to hold while writing there.
+fn open(args: &RunArgs, edit: impl FnOnce(&mut RunConfig)) -> Result<(RunEval, DirLock)> {
     let run = RunDir::new(&args.run);
     let mut config = RunConfig::load(&run.config())
         .with_context(|| format!("{} is not a run directory", args.run.display()))?;
@@ -148,18 +149,19 @@ fn open(args: &RunArgs, edit: impl FnOnce(&mut RunConfig)) -> Result<RunEval> {
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid option: {e}"))?;
     let device = forgetlab_model::device::parse_device(&args.device)?;
-    Ok(RunEval::open(run, Some(config), &device)?)
+    let lock = DirLock::acquire(run.root())?;
+    Ok((RunEval::open(run, Some(config), &device)?, lock))
 }
 
 pub fn run(args: Args) -> Result<()> {
     match args.command {
         EvalCommand::All(args) => {
-            let eval = open(&args, |_| {})?;
+            let (eval, _lock) = open(&args, |_| {})?;
             let verdict = eval.all()?;
             println!("{}: {}", eval.run.name(), verdict.note);
         }
         EvalCommand::PerPosition(args) => {
-            let eval = open(&args, |_| {})?;
+            let (eval, _lock) = open(&args, |_| {})?;
             let mitigation = eval.config.eval.mitigation.clone();
             let report = eval.per_position(&mitigation)?;
             println!(
@@ -187,6 +189,7 @@ pub fn run(args: Args) -> Result<()> {
             config
                 .validate()
                 .map_err(|e| anyhow::anyhow!("invalid option: {e}"))?;
+            let _lock = DirLock::acquire(run_dir.root())?;
             let verdict = verdict_from_files(&run_dir, &config)?;
             println!("{}: {}", run_dir.name(), verdict.note);
         }
@@ -195,7 +198,7 @@ pub fn run(args: Args) -> Result<()> {
             lengths,
             samples,
         } => {
-            let eval = open(&run, |c| {
+            let (eval, _lock) = open(&run, |c| {
                 if !lengths.is_empty() {
                     c.eval.passkey.lengths = lengths.clone();
                 }
@@ -218,7 +221,7 @@ pub fn run(args: Args) -> Result<()> {
             sample_every,
             length,
         } => {
-            let eval = open(&run, |c| {
+            let (eval, _lock) = open(&run, |c| {
                 if let Some(s) = sample_every {
                     c.eval.diagnostics.sample_every = s;
                 }

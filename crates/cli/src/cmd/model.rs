@@ -8,7 +8,7 @@ use clap::{Subcommand, ValueEnum};
 use forgetlab_model::checkpoint::{self, Flavor};
 use forgetlab_model::weights::expected_shapes;
 use forgetlab_model::{Mamba2, Mamba2Config, ScanHooks};
-use forgetlab_runs::RunConfig;
+use forgetlab_runs::{DirLock, RunConfig, RunDir};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -101,6 +101,7 @@ pub fn run(args: Args) -> Result<()> {
                 None => RunConfig::load(&config).map(|c| c.seed).unwrap_or(0),
             };
             let model = Mamba2::init(&model_config, seed, &Device::flex())?;
+            let _lock = lock_enclosing_run(&output)?;
             checkpoint::save(&model, &output)?;
             println!("{}: initialised with seed {seed}", output.display());
             Ok(())
@@ -122,6 +123,15 @@ pub fn run(args: Args) -> Result<()> {
     }
 }
 
+/// Weights written into a run directory (`RUN/model`) belong to that run: hold its lock while
+/// writing them.
+fn lock_enclosing_run(output: &Path) -> Result<Option<DirLock>> {
+    match output.parent().map(RunDir::new) {
+        Some(run) if run.exists() => Ok(Some(DirLock::acquire(run.root())?)),
+        _ => Ok(None),
+    }
+}
+
 fn set_param(checkpoint: &Path, output: &Path, param: &str, value: f32) -> Result<()> {
     let (model, _) = checkpoint::load(checkpoint, &Device::flex())?;
     let mut weights = forgetlab_model::weights::Weights::from_model(&model);
@@ -139,6 +149,7 @@ fn set_param(checkpoint: &Path, output: &Path, param: &str, value: f32) -> Resul
             weights.tensors.keys().next().map_or("-", String::as_str)
         );
     }
+    let _lock = lock_enclosing_run(output)?;
     checkpoint::save(&model, output)?;
     let weights_path = output.join("model.safetensors");
     forgetlab_runs::write_atomic(&weights_path, &checkpoint::to_safetensors(&weights)?)

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use forgetlab_runs::{RunConfig, RunDir};
+use forgetlab_runs::summary::read_json;
+use forgetlab_runs::{DirLock, RunConfig, RunDir, RunState, RunStatus};
 use forgetlab_train::{StopFlag, TrainOptions, TrainOutcome, train};
 
 use super::Interrupted;
@@ -44,6 +45,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         (None, None) => bail!("give a run config to train, or --resume RUN_DIR"),
     };
+    let _lock = lock_run_dir(&run)?;
     let config = if args.device.is_some() || args.workers.is_some() {
         let mut config = match config {
             Some(c) => c,
@@ -98,4 +100,25 @@ pub fn run(args: Args) -> Result<()> {
         ))
         .into()),
     }
+}
+
+/// Locks the run directory for the whole run, before anything is written into it: a second
+/// writer is refused, naming this one.
+fn lock_run_dir(run: &RunDir) -> Result<DirLock> {
+    std::fs::create_dir_all(run.root())
+        .with_context(|| format!("creating {}", run.root().display()))?;
+    let lock = DirLock::acquire(run.root())?;
+    // A run left `running` by a process that died here is resumed as an interrupted one.
+    let status: Option<RunStatus> = read_json(&run.status(), &mut Vec::new());
+    if let Some(status) = status.filter(|s| s.state == RunState::Running) {
+        let seen = status.seen_from_here();
+        if seen.state == RunState::Interrupted {
+            tracing::info!(
+                "{}: {}",
+                run.root().display(),
+                seen.reason.unwrap_or_default()
+            );
+        }
+    }
+    Ok(lock)
 }
