@@ -88,6 +88,25 @@ fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> EvalError {
     move |error| EvalError::Io { path, error }
 }
 
+/// Refuses to evaluate with a tokenizer or data other than those the run was trained on, as
+/// recorded in its `data.json`: the token ids and the held-out text would silently differ.
+fn check_provenance(
+    run: &RunDir,
+    config: &RunConfig,
+    tokenizer: &Tokenizer,
+) -> Result<(), EvalError> {
+    let Some(record) = forgetlab_runs::provenance::DataProvenance::read(run)? else {
+        tracing::warn!(
+            "{} is missing: the tokenizer and data cannot be checked against the run's training",
+            forgetlab_runs::provenance::path(run).display()
+        );
+        return Ok(());
+    };
+    let data = forgetlab_data::data_identity(&config.data)?;
+    record.check(run, &config.data.tokenizer, tokenizer.sha256(), &data)?;
+    Ok(())
+}
+
 /// A run opened for evaluation: its config (with overrides applied), weights and tokenizer.
 pub struct RunEval {
     pub run: RunDir,
@@ -168,6 +187,7 @@ impl RunEval {
         let config = with_model_architecture(config, &model, &run);
         let tokenizer = Tokenizer::from_file(&config.data.tokenizer)?;
         check_vocab(&tokenizer, &model, &run)?;
+        check_provenance(&run, &config, &tokenizer)?;
         Ok(Self {
             run,
             config,

@@ -3,6 +3,14 @@
 //! A checkpoint is assembled in a hidden temporary directory, the `COMPLETE` marker is written
 //! last, and the directory is renamed into place. Readers take only directories with the
 //! marker, so a crash at any point leaves either the old set of checkpoints or the new one.
+//!
+//! A crash is not the only way to lose a checkpoint: a full disk, a truncating copy or a bad
+//! sector damages files after the marker was written. The marker therefore records the size
+//! and sha256 of every file (see [`forgetlab_runs::marker`]), and resume takes the newest
+//! checkpoint that verifies, moving damaged newer ones aside (never deleting them) so that
+//! rotation counts only intact checkpoints. When none verifies, resume refuses and changes
+//! nothing. Each checkpoint also carries the run config it was trained under, so a resume can
+//! name the keys of an edited config instead of failing on tensor shapes.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,7 +19,8 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use forgetlab_data::DataCursor;
 use forgetlab_model::Mamba2;
-use forgetlab_runs::{CHECKPOINT_MARKER, RunDir, write_json_atomic};
+use forgetlab_runs::marker::{CheckpointMarker, Damage, Integrity, set_aside_path, verify};
+use forgetlab_runs::{RunConfig, RunDir, unix_now, write_json_atomic};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
@@ -19,6 +28,9 @@ use crate::error::TrainError;
 const MODEL_FILE: &str = "model.bpk";
 const OPTIMIZER_FILE: &str = "optimizer.bpk";
 const STATE_FILE: &str = "trainer.json";
+const CONFIG_FILE: &str = "config.toml";
+/// Files a checkpoint cannot resume without.
+const REQUIRED: [&str; 3] = [MODEL_FILE, OPTIMIZER_FILE, STATE_FILE];
 
 /// The trainer's own progress: the step, the data position and the schedule's inputs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,13 +49,14 @@ pub struct TrainerState {
     pub last_lr: f64,
 }
 
-/// Writes a complete checkpoint for `state.step` and prunes old ones down to `keep`.
+/// Writes a complete checkpoint for `state.step`, trained under `config`, and prunes old ones
+/// down to `train.keep_checkpoints`.
 pub fn save(
     run: &RunDir,
     model: &Mamba2,
     optimizer: &ModuleOptimizer,
     state: &TrainerState,
-    keep: usize,
+    config: &RunConfig,
 ) -> Result<PathBuf, TrainError> {
     let final_dir = run.checkpoint(state.step);
     let parent = run.checkpoints();
@@ -65,8 +78,11 @@ pub fn save(
         .save(tmp.join(OPTIMIZER_FILE))
         .map_err(|e| failed(&tmp, format!("optimizer: {e}")))?;
     write_json_atomic(&tmp.join(STATE_FILE), state).map_err(TrainError::io(&tmp))?;
+    forgetlab_runs::write_atomic(&tmp.join(CONFIG_FILE), config.to_toml().as_bytes())
+        .map_err(TrainError::io(&tmp))?;
     sync_dir_files(&tmp)?;
-    forgetlab_runs::write_atomic(&tmp.join(CHECKPOINT_MARKER), b"")
+    CheckpointMarker::of_dir(&tmp)
+        .and_then(|marker| marker.write(&tmp))
         .map_err(TrainError::io(&tmp))?;
     if final_dir.exists() {
         fs::remove_dir_all(&final_dir).map_err(TrainError::io(&final_dir))?;
@@ -75,7 +91,7 @@ pub fn save(
     if let Ok(d) = fs::File::open(&parent) {
         let _ = d.sync_all();
     }
-    prune(run, keep)?;
+    prune(run, config.train.keep_checkpoints)?;
     Ok(final_dir)
 }
 
@@ -104,8 +120,12 @@ fn prune(run: &RunDir, keep: usize) -> Result<(), TrainError> {
         let name = entry.file_name().to_string_lossy().into_owned();
         let stale_tmp =
             name.starts_with(".step-") && !name.ends_with(&format!("-{}", std::process::id()));
-        let incomplete =
-            name.starts_with("step-") && !entry.path().join(CHECKPOINT_MARKER).exists();
+        let incomplete = name.starts_with("step-")
+            && !name.contains(".damaged-")
+            && !entry
+                .path()
+                .join(forgetlab_runs::CHECKPOINT_MARKER)
+                .exists();
         if stale_tmp || incomplete {
             let _ = fs::remove_dir_all(entry.path());
         }
@@ -117,6 +137,10 @@ fn prune(run: &RunDir, keep: usize) -> Result<(), TrainError> {
 pub struct Restored {
     pub state: TrainerState,
     pub dir: PathBuf,
+    /// The run config the checkpoint was trained under (`None` for checkpoints written before
+    /// it was recorded).
+    pub config: Option<RunConfig>,
+    pub integrity: Integrity,
 }
 
 impl Restored {
@@ -142,24 +166,82 @@ impl Restored {
     }
 }
 
-/// The newest complete checkpoint whose trainer state reads back, if any. A checkpoint that
-/// has its marker but cannot be read is reported and skipped in favour of an older one.
-pub fn latest(run: &RunDir) -> Option<Restored> {
+/// The newest complete checkpoint that verifies against its marker, if any. Damaged newer
+/// checkpoints are reported and moved aside (`step-N.damaged-<unix time>`), so that rotation
+/// never deletes an intact checkpoint in favour of them. When checkpoints exist but none is
+/// intact, nothing is moved and the error names what is wrong with each.
+pub fn latest(run: &RunDir) -> Result<Option<Restored>, TrainError> {
+    let mut damaged: Vec<(PathBuf, String)> = Vec::new();
     for step in run.complete_checkpoints().into_iter().rev() {
         let dir = run.checkpoint(step);
-        let parsed = fs::read(dir.join(STATE_FILE))
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice::<TrainerState>(&b).map_err(|e| e.to_string()));
-        match parsed {
-            Ok(state) if dir.join(MODEL_FILE).is_file() && dir.join(OPTIMIZER_FILE).is_file() => {
-                return Some(Restored { state, dir });
+        match inspect(&dir, step) {
+            Ok(restored) => {
+                if restored.integrity == Integrity::Unverified {
+                    tracing::warn!(
+                        "{}: written before checkpoints carried checksums; resuming from it unverified",
+                        dir.display()
+                    );
+                }
+                let now = unix_now() as u64;
+                for (bad, _) in &damaged {
+                    let aside = set_aside_path(bad, now);
+                    fs::rename(bad, &aside).map_err(TrainError::io(bad))?;
+                    tracing::warn!("moved the damaged {} to {}", bad.display(), aside.display());
+                }
+                if !damaged.is_empty() {
+                    tracing::warn!("falling back to the intact checkpoint of step {step}");
+                }
+                return Ok(Some(restored));
             }
-            Ok(_) => tracing::warn!(
-                "{}: model or optimizer file missing; skipped",
-                dir.display()
-            ),
-            Err(e) => tracing::warn!("{}: unreadable trainer state ({e}); skipped", dir.display()),
+            Err(problem) => {
+                tracing::warn!("{} is damaged: {problem}", dir.display());
+                damaged.push((dir, problem));
+            }
         }
     }
-    None
+    if damaged.is_empty() {
+        return Ok(None);
+    }
+    Err(TrainError::NoIntactCheckpoint {
+        run: run.root().to_path_buf(),
+        problems: damaged
+            .iter()
+            .map(|(dir, problem)| {
+                let name = dir.file_name().unwrap_or_default().to_string_lossy();
+                format!("{name}: {problem}")
+            })
+            .collect(),
+    })
+}
+
+/// Verifies one checkpoint and reads its trainer state and config; the error is a clause
+/// naming the damaged file.
+fn inspect(dir: &Path, step: u64) -> Result<Restored, String> {
+    let integrity = verify(dir, &REQUIRED).map_err(|d: Damage| d.to_string())?;
+    let bytes = fs::read(dir.join(STATE_FILE)).map_err(|e| format!("{STATE_FILE}: {e}"))?;
+    let state: TrainerState =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{STATE_FILE} is unreadable: {e}"))?;
+    if state.step != step {
+        return Err(format!("{STATE_FILE} is of step {}", state.step));
+    }
+    let config_path = dir.join(CONFIG_FILE);
+    let config = if config_path.is_file() {
+        match RunConfig::load(&config_path) {
+            Ok(config) => Some(config),
+            Err(e) if integrity == Integrity::Verified => {
+                // Intact bytes that no longer parse: written by another forgetlab version.
+                tracing::warn!("{e}; the run config is not compared on resume");
+                None
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    } else {
+        None
+    };
+    Ok(Restored {
+        state,
+        dir: dir.to_path_buf(),
+        config,
+        integrity,
+    })
 }

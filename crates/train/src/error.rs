@@ -26,6 +26,30 @@ pub enum TrainError {
     /// Refused before allocating: the run would not fit in the memory available.
     #[error(transparent)]
     Memory(#[from] crate::memory::MemoryError),
+    /// Checkpoints exist but none verifies; nothing was changed.
+    #[error(
+        "no intact checkpoint in {}/checkpoints ({}); nothing was changed: restore the damaged files, or start over with `forgetlab train --resume {} --restart` (moves the old checkpoints and logs to {}/.old/)",
+        run.display(),
+        problems.join("; "),
+        run.display(),
+        run.display()
+    )]
+    NoIntactCheckpoint { run: PathBuf, problems: Vec<String> },
+    /// The run config differs, by experiment, from the one the checkpoint was trained under.
+    #[error(
+        "{} changed since the run started: {} (checkpoint step {step} was trained with the old values); restore them, or start over with `forgetlab train --resume {} --restart`",
+        config.display(),
+        changes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        run.display()
+    )]
+    ConfigChanged {
+        config: PathBuf,
+        run: PathBuf,
+        step: u64,
+        changes: Vec<forgetlab_runs::config::ConfigChange>,
+    },
+    #[error(transparent)]
+    Provenance(#[from] forgetlab_runs::provenance::ProvenanceError),
 }
 
 impl TrainError {

@@ -7,7 +7,9 @@
 //! - checkpoints are atomic and carry everything (model, optimizer, data cursor, step), so a
 //!   resumed run on CPU continues bit for bit as if it had never stopped;
 //! - SIGINT / SIGTERM / SIGUSR1 checkpoint and stop, a second signal exits at once;
-//! - a non-finite loss stops the run as failed and keeps the last good checkpoint.
+//! - a non-finite loss stops the run as failed and keeps the last good checkpoint;
+//! - a resume verifies checkpoint checksums and falls back to the newest intact one, and refuses
+//!   (changing nothing) when the tokenizer, the data or the experiment changed since the start.
 //!
 //! The loop itself is one function, [`train`], in `trainer.rs`.
 
@@ -17,6 +19,7 @@ mod logger;
 pub mod memory;
 pub mod optimizer;
 pub mod preflight;
+pub mod restart;
 pub mod schedule;
 pub mod signals;
 mod sysmem;

@@ -13,12 +13,13 @@ use std::time::Instant;
 
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
-use forgetlab_data::{HeldOut, TrainStream, heldout_stream};
+use forgetlab_data::{HeldOut, Tokenizer, TrainStream, data_identity, heldout_stream};
 use forgetlab_model::loss::token_losses;
 use forgetlab_model::parallel::{LossAndGradients, summed_gradients};
 use forgetlab_model::{Mamba2, ModelState, ScanHooks};
 use forgetlab_runs::config::{Precision, RunConfig, StatePassing};
-use forgetlab_runs::{MetricKind, MetricRecord, RunDir, RunState, write_json_atomic};
+use forgetlab_runs::provenance::{DataIdentity, DataProvenance};
+use forgetlab_runs::{MetricKind, MetricRecord, RunDir, RunState};
 
 use crate::checkpoint::{self, TrainerState};
 use crate::error::TrainError;
@@ -34,6 +35,9 @@ pub struct TrainOptions {
     pub progress: bool,
     /// Set by signal handlers (or a test) to checkpoint and stop.
     pub stop: StopFlag,
+    /// Start over from step 0, moving the run's old checkpoints, logs and results aside to
+    /// `<run>/.old/restart-<unix time>/` first (see [`crate::restart`]).
+    pub restart: bool,
 }
 
 /// How a call to [`train`] ended.
@@ -50,22 +54,31 @@ pub enum TrainOutcome {
 
 /// Trains (or resumes) the run in `run`. If `config` is given it is written into the run
 /// directory (a run directory with checkpoints must hold the same config); otherwise the
-/// directory's own config.toml is used. Resumes from the newest complete checkpoint.
+/// directory's own config.toml is used. Resumes from the newest intact checkpoint, after
+/// checking that the experiment, the tokenizer and the data are those the run started with;
+/// every refusal happens before anything in the run directory changes.
 pub fn train(
     run: &RunDir,
     config: Option<&RunConfig>,
     options: &TrainOptions,
 ) -> Result<TrainOutcome, TrainError> {
+    if options.restart {
+        crate::restart::set_aside(run)?;
+    }
     let config = prepare_run_dir(run, config)?;
     let total_steps = config.train.total_steps();
-    let restored = checkpoint::latest(run);
+    let restored = checkpoint::latest(run)?;
+    if let Some(r) = &restored {
+        check_same_experiment(run, r, &config)?;
+    }
+    let provenance = check_provenance(run, &config, restored.is_some())?;
     let start_step = restored.as_ref().map_or(0, |r| r.state.step);
     let mut logger = Logger::open(run, start_step, total_steps, options.progress)?;
     let mut status = logger.status_now(RunState::Running, start_step, 0);
     status.last_checkpoint = restored.as_ref().map(|r| r.state.step);
     logger.status(&status)?;
 
-    let result = run_loop(run, &config, restored, &mut logger, options);
+    let result = run_loop(run, &config, restored, provenance, &mut logger, options);
     let final_status = match &result {
         Ok(TrainOutcome::Completed { steps, .. }) => {
             let mut s = logger.status_now(
@@ -130,10 +143,16 @@ fn prepare_run_dir(run: &RunDir, config: Option<&RunConfig>) -> Result<RunConfig
         && !existing.same_experiment(&resolved)
         && !run.complete_checkpoints().is_empty()
     {
+        let changes = existing.experiment_changes(&resolved);
         return Err(TrainError::Invalid {
             message: format!(
-                "{} already holds checkpoints of a different config; resume it with `forgetlab train --resume {}` or choose another --run-dir",
+                "{} already holds checkpoints of a different config ({}); resume it with `forgetlab train --resume {}`, start it over with --restart, or choose another --run-dir",
                 run.root().display(),
+                changes
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 run.root().display()
             ),
         });
@@ -143,10 +162,78 @@ fn prepare_run_dir(run: &RunDir, config: Option<&RunConfig>) -> Result<RunConfig
     Ok(resolved)
 }
 
+/// Refuses to resume `restored` under a config that differs from the one it was trained
+/// under, except in execution settings, naming the changed keys.
+fn check_same_experiment(
+    run: &RunDir,
+    restored: &checkpoint::Restored,
+    config: &RunConfig,
+) -> Result<(), TrainError> {
+    let Some(trained) = &restored.config else {
+        tracing::info!(
+            "{} records no run config (written by an older forgetlab): config edits are not checked",
+            restored.dir.display()
+        );
+        return Ok(());
+    };
+    let changes = trained.experiment_changes(config);
+    if changes.is_empty() {
+        return Ok(());
+    }
+    Err(TrainError::ConfigChanged {
+        config: run.config(),
+        run: run.root().to_path_buf(),
+        step: restored.state.step,
+        changes,
+    })
+}
+
+/// The tokenizer and data of a run as they are now, and the run's record of them.
+struct Provenance {
+    data: DataIdentity,
+    /// `data.json` as the run started it, when resuming.
+    recorded: Option<DataProvenance>,
+}
+
+/// On resume, checks the tokenizer's sha256 and the data's identity against `data.json`,
+/// refusing with both values when either changed.
+fn check_provenance(
+    run: &RunDir,
+    config: &RunConfig,
+    resuming: bool,
+) -> Result<Provenance, TrainError> {
+    let data = data_identity(&config.data)?;
+    if !resuming {
+        return Ok(Provenance {
+            data,
+            recorded: None,
+        });
+    }
+    let recorded = DataProvenance::read(run)?;
+    match &recorded {
+        Some(record) => {
+            let tokenizer = Tokenizer::from_file(&config.data.tokenizer)?;
+            record.check(run, &config.data.tokenizer, tokenizer.sha256(), &data)?;
+            if record.data.is_none() {
+                tracing::info!(
+                    "{} records no data identity (written by an older forgetlab): the data is not checked; recording it now",
+                    forgetlab_runs::provenance::path(run).display()
+                );
+            }
+        }
+        None => tracing::warn!(
+            "{} is missing: the tokenizer and data cannot be checked against the run's start; recording them now",
+            forgetlab_runs::provenance::path(run).display()
+        ),
+    }
+    Ok(Provenance { data, recorded })
+}
+
 fn run_loop(
     run: &RunDir,
     config: &RunConfig,
     restored: Option<checkpoint::Restored>,
+    provenance: Provenance,
     logger: &mut Logger,
     options: &TrainOptions,
 ) -> Result<TrainOutcome, TrainError> {
@@ -196,7 +283,7 @@ fn run_loop(
             format!(", skipped records {:?}", report.skipped)
         }
     );
-    record_data_provenance(run, config, &stream)?;
+    record_data_provenance(run, config, &stream, provenance)?;
     let validation = validation_sequences(&mut heldout_stream(&config.data)?, config)?;
 
     // Model and optimizer, fresh or restored (parameter ids come back with the weights and
@@ -327,7 +414,7 @@ fn run_loop(
             train.checkpoint_every > 0 && step.is_multiple_of(train.checkpoint_every as u64);
         if checkpoint_now || step == total_steps {
             let started = Instant::now();
-            checkpoint::save(run, &model, &optimizer, &trainer, train.keep_checkpoints)?;
+            checkpoint::save(run, &model, &optimizer, &trainer, config)?;
             tracing::debug!(
                 "checkpoint step {step} written in {:.3}s",
                 started.elapsed().as_secs_f64()
@@ -360,13 +447,7 @@ fn interrupt(
     trainer: &TrainerState,
 ) -> Result<TrainOutcome, TrainError> {
     if trainer.step > 0 {
-        checkpoint::save(
-            run,
-            model,
-            optimizer,
-            trainer,
-            config.train.keep_checkpoints,
-        )?;
+        checkpoint::save(run, model, optimizer, trainer, config)?;
     }
     tracing::warn!(
         "stop requested: checkpointed step {}; resumable",
@@ -433,26 +514,38 @@ fn check_vocab(config: &RunConfig, tokenizer_vocab: usize) -> Result<(), TrainEr
     Ok(())
 }
 
-/// `data.json`: which tokenizer (by sha256) and data the run used.
+/// `data.json`: which tokenizer (by sha256) and data the run used, written when the run
+/// starts and never rewritten on resume (an older record only gains the data identity).
 fn record_data_provenance(
     run: &RunDir,
     config: &RunConfig,
     stream: &TrainStream,
+    provenance: Provenance,
 ) -> Result<(), TrainError> {
-    let path = run.root().join("data.json");
-    let value = serde_json::json!({
-        "tokenizer": config.data.tokenizer,
-        "tokenizer_sha256": stream.tokenizer().sha256(),
-        "tokenizer_vocab_size": stream.tokenizer().vocab_size(),
-        "train": config.data.train,
-        "validation": config.data.validation,
-        "packing": config.data.packing,
-        "token_cache": stream.report().cache_dir,
-        "eligible_documents": stream.report().eligible_documents,
-        "eligible_tokens": stream.report().eligible_tokens,
-        "skipped_records": stream.report().skipped,
-    });
-    write_json_atomic(&path, &value).map_err(TrainError::io(&path))
+    let record = match provenance.recorded {
+        Some(record) if record.data.is_some() => return Ok(()),
+        Some(record) => DataProvenance {
+            data: Some(provenance.data),
+            ..record
+        },
+        None => {
+            let report = stream.report();
+            DataProvenance {
+                tokenizer: config.data.tokenizer.clone(),
+                tokenizer_sha256: stream.tokenizer().sha256().to_string(),
+                tokenizer_vocab_size: stream.tokenizer().vocab_size(),
+                train: config.data.train.clone(),
+                validation: config.data.validation.clone(),
+                packing: config.data.packing,
+                token_cache: report.cache_dir,
+                eligible_documents: report.eligible_documents,
+                eligible_tokens: report.eligible_tokens,
+                skipped_records: report.skipped,
+                data: Some(provenance.data),
+            }
+        }
+    };
+    Ok(record.write(run)?)
 }
 
 /// Held-out sequences of seq_len + 1 tokens for validation, fixed for the whole run.

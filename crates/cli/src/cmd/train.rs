@@ -27,6 +27,10 @@ pub struct Args {
     /// Override train.workers (micro-batches computed at once).
     #[arg(long)]
     workers: Option<usize>,
+    /// Start the run over from step 0. Its old checkpoints, metrics, final weights, eval
+    /// results and data.json are moved (not deleted) to RUN_DIR/.old/restart-<unix time>/.
+    #[arg(long)]
+    restart: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -78,6 +82,7 @@ pub fn run(args: Args) -> Result<()> {
     let options = TrainOptions {
         progress: true,
         stop,
+        restart: args.restart,
     };
     match train(&run, config.as_ref(), &options)? {
         TrainOutcome::Completed {

@@ -5,6 +5,7 @@
 //! f64`). serde gives us the byte span of the failure; [`locate`] maps spans to dotted keys and
 //! keys to lines by walking toml's spanned document.
 
+mod diff;
 mod fit;
 mod locate;
 mod model;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+pub use diff::ConfigChange;
 pub use fit::FitConfig;
 pub use model::{ModelConfig, StateSize};
 pub use run::{

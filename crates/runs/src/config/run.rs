@@ -872,14 +872,17 @@ impl RunConfig {
     /// executes (`train.device`, `train.threads`, `train.workers`). A run may resume under
     /// other execution settings, e.g. after a requeue onto different hardware.
     pub fn same_experiment(&self, other: &RunConfig) -> bool {
-        let strip = |c: &RunConfig| {
-            let mut c = c.clone();
-            c.train.device = defaults::device();
-            c.train.threads = None;
-            c.train.workers = None;
-            c
-        };
-        strip(self) == strip(other)
+        self.experiment_only() == other.experiment_only()
+    }
+
+    /// The config without its execution settings (`train.device`, `train.threads`,
+    /// `train.workers`), which a run may change when it resumes.
+    pub(crate) fn experiment_only(&self) -> RunConfig {
+        let mut c = self.clone();
+        c.train.device = defaults::device();
+        c.train.threads = None;
+        c.train.workers = None;
+        c
     }
 
     /// Serialises to TOML.
