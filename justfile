@@ -68,6 +68,10 @@ report EXP:
 finish EXP *ARGS:
     {{forgetlab}} sweep finish "{{EXP}}" {{ARGS}}
 
+# Publish an experiment's evidence (small text files, re-fitted and reported) to experiments/results/<name>/.
+publish EXP COMMAND="":
+    FORGETLAB="${FORGETLAB:-}" experiments/publish.sh "{{EXP}}" "{{COMMAND}}"
+
 # Serve the live dashboard over runs/.
 dashboard *ARGS:
     {{forgetlab}} dashboard {{ARGS}}
