@@ -477,3 +477,75 @@ fn print_results(results: &[BenchResult], gemm: f64, json: bool) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_file(path: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(path)
+    }
+
+    #[test]
+    fn an_experiment_brings_one_model_per_state_size_at_its_lengths() {
+        let points = bench_points(&repo_file("experiments/law-on-cpu.toml"), None, &[]).unwrap();
+        let names: Vec<&str> = points.iter().map(|p| p.model.name.as_str()).collect();
+        assert_eq!(names, ["d_state=2", "d_state=4", "d_state=8", "d_state=16"]);
+        for point in &points {
+            assert_eq!(point.lengths, [64, 128, 256, 512, 1024, 2048]);
+            assert_eq!(point.tokens_per_step, 8192);
+        }
+        let chosen = bench_points(
+            &repo_file("experiments/law-on-cpu.toml"),
+            Some(4096),
+            &[256],
+        )
+        .unwrap();
+        assert!(
+            chosen
+                .iter()
+                .all(|p| p.lengths == [256] && p.tokens_per_step == 4096)
+        );
+    }
+
+    #[test]
+    fn a_run_config_brings_its_one_model() {
+        let points = bench_points(
+            &repo_file("experiments/verdict-known-answer.toml"),
+            None,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(points.len(), 1);
+        assert_eq!(points[0].model.name, "model");
+        assert_eq!(points[0].lengths, [16]);
+        assert_eq!(points[0].workers, 2);
+    }
+
+    #[test]
+    fn a_step_splits_into_its_layers_and_the_rest() {
+        let mut config = ModelConfig::new(64, 3, 512);
+        config.headdim = 16;
+        let model = BenchModel {
+            name: "m".into(),
+            config,
+        };
+        let result = |seconds_per_step: f64| BenchResult {
+            model: "m".into(),
+            mode: "train".into(),
+            seq_len: 64,
+            tokens_per_step: 1024,
+            chunk_size: 16,
+            tokens_per_s: 1024.0 / seconds_per_step,
+            seconds_per_step,
+            peak_rss_mib: None,
+            model_gflops_per_s: 0.0,
+        };
+        // Three layers of 0.1 s and 0.2 s outside them, against one layer and the same rest.
+        let split = TimeSplit::new(&model, &result(0.5), &result(0.3));
+        assert!((split.per_layer_s - 0.1).abs() < 1e-12);
+        assert!((split.outside_layers_s - 0.2).abs() < 1e-12);
+    }
+}
