@@ -6,17 +6,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::Mutex;
 
-use common::{corpus, forgetlab, run_ok, tiny_run_config, write};
+use common::{
+    corpus, error_line, final_weights, forgetlab, run_ok, serial, tiny_run_config, write,
+};
 use forgetlab_runs::{MetricRecord, RunConfig, RunDir, read_metrics};
-
-/// These tests start training processes on a shared machine: one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A 24-step run checkpointed at steps 8, 16 and 24 (all kept).
 fn small_run_config() -> String {
@@ -49,13 +43,6 @@ fn run_refused(args: &[&str]) -> String {
     stderr
 }
 
-/// The `error: ...` line of a failed command: exactly one.
-fn error_line(stderr: &str) -> &str {
-    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(lines.len(), 1, "expected one error line:\n{stderr}");
-    lines[0]
-}
-
 /// Loss, lr and grad norm of every record, floats as bit patterns (timings differ).
 fn trajectory(run: &RunDir) -> Vec<(u64, u64, Option<u64>, Option<u64>)> {
     let (records, bad) = read_metrics(&run.metrics()).expect("metrics");
@@ -71,10 +58,6 @@ fn trajectory(run: &RunDir) -> Vec<(u64, u64, Option<u64>, Option<u64>)> {
             )
         })
         .collect()
-}
-
-fn final_weights(run: &RunDir) -> Vec<u8> {
-    std::fs::read(run.final_model().join("model.safetensors")).unwrap()
 }
 
 /// Every file under `dir` with its bytes.

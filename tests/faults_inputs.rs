@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{corpus, forgetlab, run_ok, tiny_run_config, write};
+use common::{corpus, error_line, forgetlab, run_ok, tiny_run_config, write};
 use forgetlab_runs::results::PerPositionReport;
 use forgetlab_runs::{RunConfig, RunDir, RunState, RunStatus};
 
@@ -26,10 +26,7 @@ fn one_error_line(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout)
     );
     assert_eq!(out.status.code(), Some(1), "a refusal, not a crash");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(lines.len(), 1, "{stderr}");
-    lines[0].to_string()
+    error_line(&String::from_utf8_lossy(&out.stderr)).to_string()
 }
 
 fn train(config: &Path, run_dir: &Path) -> Output {

@@ -5,22 +5,14 @@ mod common;
 
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{forgetlab, run_ok, tiny_run_config, write};
+use common::{forgetlab, run_ok, serial, tiny_run_config, write};
 use forgetlab_runs::lock::HOLDER_FILE;
 use forgetlab_runs::{
     CHECKPOINT_MARKER, DirLock, ExperimentDir, RunDir, RunState, RunStatus, RunSummary,
     read_metrics,
 };
-
-/// These tests time processes against each other on a small machine: one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A refused writer must give up at once, not after waiting for the holder.
 const AT_ONCE: Duration = Duration::from_secs(20);

@@ -3,18 +3,10 @@
 
 mod common;
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{forgetlab, run_ok, tiny_run_config, write};
+use common::{error_line, final_weights, forgetlab, run_ok, serial, tiny_run_config, write};
 use forgetlab_runs::{MetricKind, MetricRecord, RunDir, RunState, RunStatus, read_metrics};
-
-/// These tests start training processes and time signals against them: one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn status(run: &RunDir) -> RunStatus {
     serde_json::from_slice(&std::fs::read(run.status()).expect("status.json"))
@@ -59,11 +51,6 @@ fn train_to_completion(config: &std::path::Path, run: &RunDir) {
         "--run-dir",
         run.root().to_str().unwrap(),
     ]);
-}
-
-/// The bytes of a finished run's final weights.
-fn final_weights(run: &RunDir) -> Vec<u8> {
-    std::fs::read(run.final_model().join("model.safetensors")).unwrap()
 }
 
 #[test]
@@ -323,13 +310,9 @@ fn config_errors_are_one_line_with_key_and_line() {
             .unwrap();
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let line = stderr
-            .lines()
-            .filter(|l| l.starts_with("error:"))
-            .collect::<Vec<_>>();
-        assert_eq!(line.len(), 1, "{stderr}");
-        assert!(line[0].contains(key) && line[0].contains(file), "{stderr}");
-        let number = line[0]
+        let line = error_line(&stderr);
+        assert!(line.contains(key) && line.contains(file), "{stderr}");
+        let number = line
             .split(file)
             .nth(1)
             .and_then(|r| r.split(':').next())

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -94,4 +95,23 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write test file");
     path
+}
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Holds the machine for one test of this file at a time (they each train on all cores).
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The one `error: ...` line of a failed command's stderr (panics unless there is exactly one).
+pub fn error_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "expected one error line:\n{stderr}");
+    lines[0]
+}
+
+/// The bytes of a finished run's final weights.
+pub fn final_weights(run: &forgetlab_runs::RunDir) -> Vec<u8> {
+    std::fs::read(run.final_model().join("model.safetensors")).expect("final weights")
 }

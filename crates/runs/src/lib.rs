@@ -19,6 +19,7 @@ pub mod regular;
 pub mod results;
 pub mod status;
 pub mod summary;
+pub mod utc;
 
 pub use atomic::{append_json_line, write_atomic, write_json_atomic};
 pub use config::{ConfigError, FitConfig, Invalid, ModelConfig, RunConfig, StateSize};
