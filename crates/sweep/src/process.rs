@@ -291,15 +291,6 @@ pub fn describe_command(cmd: &Command) -> String {
     parts.join(" ")
 }
 
-/// This machine's host name.
-pub fn hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-}
-
 /// Whether the process behind a `running` status is still at work: a live trainer process on
 /// this host, or an active Slurm job. Returns who holds it.
 pub fn live_elsewhere(status: &RunStatus) -> Option<String> {
@@ -317,7 +308,7 @@ pub fn live_elsewhere(status: &RunStatus) -> Option<String> {
 /// Like [`live_elsewhere`], looking only at processes on this host.
 pub fn live_here(status: &RunStatus) -> Option<String> {
     if let (Some(host), Some(pid)) = (&status.host, status.pid)
-        && Some(host) == hostname().as_ref()
+        && forgetlab_runs::host::is_this_host(host)
         && pid != std::process::id()
         && process_mentions(pid, "train")
     {
