@@ -2,6 +2,7 @@
 //! Needed because the sweep reports errors about values that only exist after expansion (a
 //! grid point's resolved config) and must point back at the axis value or point that made it.
 
+use forgetlab_runs::config::line_of;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -18,16 +19,6 @@ impl Seg {
     pub fn key(k: impl Into<String>) -> Self {
         Seg::Key(k.into())
     }
-}
-
-/// 1-based line of a byte offset.
-pub fn line_of(source: &str, offset: usize) -> usize {
-    let offset = offset.min(source.len());
-    source.as_bytes()[..offset]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
 }
 
 /// Byte offset where the element at `path` is written: a key's own span for keys, the item's
