@@ -306,6 +306,20 @@ pub fn live_elsewhere(status: &RunStatus) -> Option<String> {
 }
 
 /// Like [`live_elsewhere`], looking only at processes on this host.
+///
+/// This is not [`forgetlab_runs::host::writer_alive`], which asks whether a process could
+/// have written a record at its time stamp (and says yes for the asking process itself, as a
+/// lock holder checking its own lock needs). The sweep asks whether a trainer is at work on
+/// the run now, and answers it differently on purpose:
+/// - its own pid is never a trainer: the sweep does not train in-process, and a requeued
+///   Slurm task can be given the pid its earlier trainer had;
+/// - the process must be a trainer (`train` in its command line), so a live process that is
+///   not one does not hold the run, whatever its start time;
+/// - the status's time stamp is not consulted: a trainer found under the pid holds the run
+///   even if it started after the status was written (a restarted trainer has not written its
+///   own status yet), so two trainers never share a run directory.
+///
+/// The test below pins each difference.
 pub fn live_here(status: &RunStatus) -> Option<String> {
     if let (Some(host), Some(pid)) = (&status.host, status.pid)
         && forgetlab_runs::host::is_this_host(host)
@@ -317,6 +331,8 @@ pub fn live_here(status: &RunStatus) -> Option<String> {
     None
 }
 
+/// Whether process `pid` runs with `word` as one of its arguments (Linux `/proc`; false
+/// where that cannot be read, as for a process that has exited or a zombie).
 fn process_mentions(pid: u32, word: &str) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|bytes| bytes.split(|&b| b == 0).any(|arg| arg == word.as_bytes()))
@@ -338,4 +354,78 @@ pub fn console_log(run: &RunDir) -> PathBuf {
 /// Console log of experiment-level commands (fit, report).
 pub fn experiment_console_log(dir: &ExperimentDir) -> PathBuf {
     dir.root().join("console.log")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Child;
+
+    use forgetlab_runs::host::{hostname, writer_alive};
+    use forgetlab_runs::{RunState, unix_now};
+
+    use super::*;
+
+    fn running(pid: u32, updated_unix: f64) -> RunStatus {
+        RunStatus {
+            pid: Some(pid),
+            updated_unix,
+            host: hostname(),
+            ..RunStatus::now(RunState::Running, 2, 5, 128)
+        }
+    }
+
+    /// Spawns `args` and waits until the child has exec'd it (before that, its command line
+    /// is this test's).
+    fn spawn(args: &[&str]) -> Child {
+        let child = Command::new(args[0]).args(&args[1..]).spawn().unwrap();
+        let started = std::time::Instant::now();
+        while !process_mentions(child.id(), args[args.len() - 1]) {
+            assert!(started.elapsed() < Duration::from_secs(10), "{args:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child
+    }
+
+    fn stop(mut child: Child) {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_trainer_at_work_is_not_the_same_question_as_a_writer_alive() {
+        if !std::path::Path::new("/proc/self/cmdline").exists() {
+            return;
+        }
+        // The asking process: alive as a writer, never a trainer.
+        let me = running(std::process::id(), unix_now());
+        assert!(writer_alive(std::process::id(), me.updated_unix));
+        assert_eq!(live_here(&me), None);
+
+        // A live process that is not a trainer, started before the status was written.
+        let other = spawn(&["sleep", "30"]);
+        let status = running(other.id(), unix_now() + 5.0);
+        let (alive, held) = (
+            writer_alive(other.id(), status.updated_unix),
+            live_here(&status),
+        );
+        stop(other);
+        assert!(alive);
+        assert_eq!(held, None);
+
+        // A trainer that started after the status was written still holds the run.
+        let trainer = spawn(&["bash", "-c", "sleep 30; true", "train"]);
+        let status = running(trainer.id(), unix_now() - 3600.0);
+        let (alive, held) = (
+            writer_alive(trainer.id(), status.updated_unix),
+            live_here(&status),
+        );
+        let pid = trainer.id();
+        stop(trainer);
+        assert!(!alive);
+        assert!(held.is_some_and(|who| who.starts_with(&format!("pid {pid} on "))));
+
+        // Gone: neither holds it.
+        assert!(!writer_alive(pid, unix_now()));
+        assert_eq!(live_here(&running(pid, unix_now())), None);
+    }
 }
