@@ -11,44 +11,28 @@ use crate::config::{ConfigError, Invalid};
 
 /// Experiment-level fit settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct FitConfig {
     /// Bootstrap resamples behind every confidence interval.
-    #[serde(default = "defaults::bootstrap_samples")]
     pub bootstrap_samples: usize,
     /// Seed of the bootstrap draw.
-    #[serde(default)]
     pub seed: u64,
     /// Confidence level of the intervals.
-    #[serde(default = "defaults::confidence")]
     pub confidence: f64,
     /// Whether the primary T_forget line includes the (0, 0) point, as the paper's does. Both
     /// lines are always computed and stored in `law.json`; this picks the one `law.json` marks
     /// primary (`primary_with_origin`) and the chart and summaries lead with.
-    #[serde(default = "defaults::include_origin")]
     pub include_origin: bool,
 }
 
 impl Default for FitConfig {
     fn default() -> Self {
         Self {
-            bootstrap_samples: defaults::bootstrap_samples(),
+            bootstrap_samples: 1000,
             seed: 0,
-            confidence: defaults::confidence(),
-            include_origin: defaults::include_origin(),
+            confidence: 0.95,
+            include_origin: true,
         }
-    }
-}
-
-mod defaults {
-    pub fn bootstrap_samples() -> usize {
-        1000
-    }
-    pub fn confidence() -> f64 {
-        0.95
-    }
-    pub fn include_origin() -> bool {
-        true
     }
 }
 
