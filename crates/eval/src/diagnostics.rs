@@ -6,7 +6,7 @@
 //! The prompt is streamed in segments of `sample_every` tokens; after each segment the state is
 //! read and the segment's log-decays (recorded by the traced forward) are folded in. Every
 //! token's log decay is kept, so each head's memory is measured token by token (the verdict's
-//! [`crate::verdict::token_memory_lengths`]): a time mean of log decay is biased short for
+//! [`forgetlab_stats::verdict::token_memory_lengths`]): a time mean of log decay is biased short for
 //! selective heads that reset rarely and hard. State-norm
 //! clipping, when active, happens inside the model at its own token cadence (the one it was
 //! calibrated at), not at the sampling points, so the diagnostics see the states that the
@@ -16,8 +16,7 @@ use burn::prelude::*;
 use forgetlab_model::{Mamba2, ModelState, ScanHooks};
 use forgetlab_runs::config::Mitigation;
 use forgetlab_runs::results::{Diagnostics, HeadDiagnostics, LayerDiagnostics};
-
-use crate::verdict::head_memory;
+use forgetlab_stats::verdict::head_memory;
 
 fn to_vec(t: Tensor<1>) -> Vec<f64> {
     t.into_data()

@@ -15,9 +15,8 @@ use forgetlab_data::passkey;
 use forgetlab_model::{Mamba2, ScanHooks};
 use forgetlab_runs::config::{Mitigation, PasskeyConfig};
 use forgetlab_runs::results::{PasskeyPrediction, PasskeySummary};
+use forgetlab_stats::passkey_score::{self, PasskeyError, PredictionKey};
 use sha2::{Digest, Sha256};
-
-use crate::passkey_score::{self, PasskeyError, PredictionKey};
 
 /// Tokens generated per sample, as in the official evaluation.
 pub const NEW_TOKENS: usize = 5;

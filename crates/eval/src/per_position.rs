@@ -8,18 +8,19 @@
 //! strides: they never wrap, never overlap, every position of a window sees the same
 //! distribution of text, and every run of an experiment sees the same windows whatever its
 //! horizon (a shorter horizon reads a prefix of each). A count n-gram baseline is scored on
-//! exactly the same positions ([`crate::ngram`]); its curve measures what position effect the
+//! exactly the same positions ([`forgetlab_stats::ngram`]); its curve measures what position effect the
 //! text still has.
 
 use burn::prelude::*;
 use forgetlab_model::loss::token_losses;
 use forgetlab_model::{Mamba2, ScanHooks};
 use forgetlab_runs::results::{BaselineSample, LossCurve, RangeSample, RangeSamples};
-
-use crate::bucket::{BucketAccumulator, BucketError, PairedAccumulator};
-use crate::ngram::NgramModel;
-use crate::ranges::{RangeAccumulator, verdict_ranges};
-use crate::verdict::mean_sd;
+use forgetlab_stats::bucket::{BucketAccumulator, BucketError, PairedAccumulator};
+use forgetlab_stats::ngram::NgramModel;
+use forgetlab_stats::ranges::{
+    RangeAccumulator, dyadic_blocks, range_window_count, verdict_ranges,
+};
+use forgetlab_stats::verdict::mean_sd;
 
 /// How per-position losses are computed.
 #[derive(Debug, Clone)]
@@ -95,34 +96,6 @@ pub fn cut_windows(stream: &[u32], count: usize, len: usize) -> Result<Vec<Vec<u
     Ok((0..count)
         .map(|i| stream[i * stride..i * stride + len].to_vec())
         .collect())
-}
-
-/// Dyadic blocks `[0, 1), [1, 2), [2, 4), ...` covering `[0, horizon)`.
-pub fn dyadic_blocks(horizon: usize) -> Vec<(usize, usize)> {
-    let mut blocks = Vec::new();
-    if horizon == 0 {
-        return blocks;
-    }
-    blocks.push((0, 1));
-    let mut start = 1;
-    while start < horizon {
-        let end = (2 * start).min(horizon);
-        blocks.push((start, end));
-        start = end;
-    }
-    blocks
-}
-
-/// How many windows measure range `[_, end)`: enough for `range_tokens` scored positions, at
-/// least `min_windows`, at most what `stream_len` holds.
-pub fn range_window_count(
-    end: usize,
-    min_windows: usize,
-    range_tokens: usize,
-    stream_len: usize,
-) -> usize {
-    let wanted = min_windows.max(range_tokens / end.max(1));
-    wanted.min(stream_len / (end + 1)).max(min_windows)
 }
 
 /// Where the verdict's range windows come from.
@@ -349,15 +322,5 @@ mod tests {
         );
         assert!(err.to_string().contains("data.validation"), "{err}");
         assert_eq!(cut_windows(&stream, 0, 10), Err(WindowError::NoWindows));
-    }
-
-    #[test]
-    fn dyadic_blocks_cover_the_horizon() {
-        assert_eq!(
-            dyadic_blocks(12),
-            vec![(0, 1), (1, 2), (2, 4), (4, 8), (8, 12)]
-        );
-        assert_eq!(dyadic_blocks(1), vec![(0, 1)]);
-        assert!(dyadic_blocks(0).is_empty());
     }
 }

@@ -7,6 +7,12 @@
 
 use std::path::PathBuf;
 
+use crate::diagnostics::{diagnose, head_memory_table};
+use crate::mitigation::hooks_for;
+use crate::passkey::{PasskeyEvalError, evaluate as evaluate_passkey, lengths_for};
+use crate::per_position::{
+    PerPositionOptions, TextSource, WindowError, cut_windows, loss_curve, range_samples,
+};
 use burn::prelude::Device;
 use forgetlab_data::{
     HeldOut, Tokenizer, TrainStream, bindings_stream, heldout_stream, synthetic_prompt,
@@ -19,16 +25,9 @@ use forgetlab_plot::{
 use forgetlab_runs::config::{DiagnosticsPrompt, EvalText, Mitigation, RunConfig, SyntheticPrompt};
 use forgetlab_runs::results::{Diagnostics, ForgetVerdict, PasskeySummary, PerPositionReport};
 use forgetlab_runs::{RunDir, write_atomic, write_json_atomic};
-
-use crate::bucket::BucketError;
-use crate::diagnostics::{diagnose, head_memory_table};
-use crate::mitigation::hooks_for;
-use crate::ngram::{NgramError, NgramModel};
-use crate::passkey::{PasskeyEvalError, evaluate as evaluate_passkey, lengths_for};
-use crate::per_position::{
-    PerPositionOptions, TextSource, WindowError, cut_windows, loss_curve, range_samples,
-};
-use crate::verdict::{VerdictError, VerdictInput, decide, memory_lengths};
+use forgetlab_stats::bucket::BucketError;
+use forgetlab_stats::ngram::{NgramError, NgramModel};
+use forgetlab_stats::verdict::{VerdictError, VerdictInput, decide, memory_lengths};
 
 /// Why evaluating a run failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,15 +1,15 @@
 //! `forgetlab fit`: T_forget(N_S) and T_recall(N_S) over an experiment's runs.
 //!
-//! Thin layer over [`forgetlab_eval::experiment`]: options come from the experiment file's
+//! Thin layer over [`forgetlab_stats::experiment`]: options come from the experiment file's
 //! `[fit]` table, flags override them, and the result is `law.json`, its figures (`law.svg`,
 //! `recall_law.svg`) and a table on stdout.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use forgetlab_eval::experiment::{fit_experiment, fit_options};
-use forgetlab_eval::law::summary_text;
 use forgetlab_runs::ExperimentDir;
+use forgetlab_stats::experiment::{fit_experiment, fit_options};
+use forgetlab_stats::law::summary_text;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -13,8 +13,7 @@ use forgetlab_runs::results::{RangeSample, RangeSamples, WindowRanges};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::per_position::{dyadic_blocks, range_window_count};
-use crate::ranges::verdict_ranges;
+use crate::ranges::{dyadic_blocks, range_window_count, verdict_ranges};
 
 /// Noise of simulated windows, in nats.
 #[derive(Debug, Clone, Copy)]

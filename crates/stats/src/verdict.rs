@@ -67,7 +67,7 @@ fn t_quantile(p: f64, df: f64) -> f64 {
 }
 
 /// Mean and sample standard deviation (0 for a single value).
-pub(crate) fn mean_sd(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+pub fn mean_sd(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
     let n = values.clone().count() as f64;
     let mean = values.clone().sum::<f64>() / n;
     let var = values.map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);

@@ -33,6 +33,34 @@ pub fn verdict_ranges(seq_len: usize, horizon: usize) -> Vec<(usize, usize)> {
     ranges
 }
 
+/// Dyadic blocks `[0, 1), [1, 2), [2, 4), ...` covering `[0, horizon)`.
+pub fn dyadic_blocks(horizon: usize) -> Vec<(usize, usize)> {
+    let mut blocks = Vec::new();
+    if horizon == 0 {
+        return blocks;
+    }
+    blocks.push((0, 1));
+    let mut start = 1;
+    while start < horizon {
+        let end = (2 * start).min(horizon);
+        blocks.push((start, end));
+        start = end;
+    }
+    blocks
+}
+
+/// How many windows measure range `[_, end)`: enough for `range_tokens` scored positions, at
+/// least `min_windows`, at most what `stream_len` holds.
+pub fn range_window_count(
+    end: usize,
+    min_windows: usize,
+    range_tokens: usize,
+    stream_len: usize,
+) -> usize {
+    let wanted = min_windows.max(range_tokens / end.max(1));
+    wanted.min(stream_len / (end + 1)).max(min_windows)
+}
+
 /// Sums of one window over one range.
 #[derive(Debug, Clone, Copy, Default)]
 struct Cell {
@@ -143,6 +171,16 @@ impl RangeAccumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dyadic_blocks_cover_the_horizon() {
+        assert_eq!(
+            dyadic_blocks(12),
+            vec![(0, 1), (1, 2), (2, 4), (4, 8), (8, 12)]
+        );
+        assert_eq!(dyadic_blocks(1), vec![(0, 1)]);
+        assert!(dyadic_blocks(0).is_empty());
+    }
 
     #[test]
     fn ranges_double_past_the_training_length() {
