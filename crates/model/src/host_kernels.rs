@@ -1,12 +1,15 @@
-//! Fused kernels on host memory, for the CPU backend only.
+//! Kernels on host memory shared by the CPU paths: GEMM products on strided views, the LM
+//! head's softmax cross-entropy and its gradient, SiLU, and the vector helpers (`exp`, `dot`,
+//! `widest!`) that the scan and layer kernels build on.
 //!
 //! burn's CPU backend runs each elementwise op as its own pass over memory, computes `exp` with
-//! scalar libm calls, and keeps such passes on one thread. The softmax cross-entropy of the LM
-//! head is the largest elementwise workload of a training step (a vocabulary's worth of logits
-//! per token: 67M values per 8192-token step at vocabulary 8192) and takes a dozen passes as
-//! tensor ops. Here it is one pass per row over data in cache, with an `exp` the compiler can
-//! vectorise. GPU backends keep the tensor-op path in [`crate::loss`]. SiLU and its gradient
-//! (the scan's neighbours in every layer) get the same treatment for [`crate::host_ops`].
+//! scalar libm calls, keeps such passes on one thread, and zero-fills and copies the output of
+//! every product. The softmax cross-entropy of the LM head is the largest elementwise workload
+//! of a training step (a vocabulary's worth of logits per token) and takes a dozen passes as
+//! tensor ops; here it is one pass per row over data in cache, with an `exp` the compiler can
+//! vectorise, and the products call the gemm crate directly, writing their output once.
+//! [`crate::host_ops`] makes SiLU and the products burn ops; the head runs outside the graph
+//! ([`crate::loss`]). GPU backends never call any of this.
 
 use rayon::prelude::*;
 

@@ -1,6 +1,6 @@
 //! The chunked scan on host memory, with a hand-written backward, for the CPU backend.
 //!
-//! As tensor ops ([`crate::ssd::scan_chunked_ops`]) the SSD materialises a `[.., Q, Q]` decay
+//! As tensor ops ([`crate::ssd::scan_chunked`]) the SSD materialises a `[.., Q, Q]` decay
 //! mask and mixing matrix for every head and chunk, and burn's CPU backend streams them through
 //! a dozen separate passes forward and again backward, on one thread, with a scalar `exp`. At
 //! chunk 256 that is 16M mask elements per layer of an 8192-token step. Here each
@@ -598,7 +598,7 @@ pub(crate) fn backward(dims: &Dims, inputs: &Inputs, grad: &[f32]) -> Grads {
 #[cfg(test)]
 mod tests {
     use crate::host_ops::scan;
-    use crate::ssd::{ScanInputs, scan_chunked_ops};
+    use crate::ssd::{ScanInputs, scan_chunked};
     use burn::prelude::*;
     use burn::tensor::Distribution;
 
@@ -652,7 +652,7 @@ mod tests {
                 let (y, last) = if host {
                     scan(inputs.clone(), initial.clone(), chunk)
                 } else {
-                    scan_chunked_ops(inputs.clone(), initial.clone(), chunk)
+                    scan_chunked(inputs.clone(), initial.clone(), chunk)
                 };
                 let loss =
                     (y.clone() * y_weight.clone()).sum() + (last.clone() * s_weight.clone()).sum();
@@ -701,7 +701,7 @@ mod tests {
         let device = Device::flex();
         let (inputs, initial) = leaves([2, 21, 4, 8, 2, 4], &device);
         let (y_host, s_host) = scan(inputs.clone(), initial.clone(), 8);
-        let (y_ops, s_ops) = scan_chunked_ops(inputs, initial, 8);
+        let (y_ops, s_ops) = scan_chunked(inputs, initial, 8);
         assert!(max_abs_diff(y_host, y_ops) < 1e-5);
         assert!(max_abs_diff(s_host, s_ops) < 1e-5);
     }

@@ -23,6 +23,7 @@ pub mod init;
 pub mod loss;
 pub mod mixer;
 pub mod model;
+pub mod ops;
 pub mod parallel;
 pub mod precision;
 pub mod ssd;

@@ -1,10 +1,10 @@
 //! The training loss, with the LM head and cross-entropy differentiated by hand.
 //!
-//! For small models the vocabulary projection dominates a training step: at d_model 128 and a
-//! vocabulary of 8192, the logits of an 8192-token step are 268 MB, and autodiff over
-//! `log_softmax(x W^T)` streams that buffer through a dozen elementwise passes forward and
-//! backward. The gradient of the summed cross-entropy is known in closed form, so this module
-//! computes it directly, a block of rows at a time, without recording the head in the graph:
+//! For small models the vocabulary projection dominates a training step: the logits of a step
+//! hold a vocabulary's worth of floats per token, and autodiff over `log_softmax(x W^T)`
+//! streams that buffer through a dozen elementwise passes forward and backward. The gradient of
+//! the summed cross-entropy is known in closed form, so this module computes it directly, a
+//! block of rows at a time, without recording the head in the graph:
 //!
 //! ```text
 //! logits = x W^T            p = softmax(logits)          g = p - onehot(target)
@@ -16,16 +16,21 @@
 //! are exactly those. The rest of the model (final norm included) is differentiated by autodiff
 //! as usual. Only one block of logits exists at a time, so the head's memory no longer grows
 //! with the tokens per step. `max(p) = 1 / sum(exp(logits - max))` never underflows, so the loss
-//! is as accurate as a log-sum-exp. On the CPU the softmax cross-entropy of a block runs as
-//! one fused pass over host memory ([`crate::host_kernels`]); other backends use tensor ops.
+//! is as accurate as a log-sum-exp. The head is computed one of three ways, which
+//! [`crate::ops::head_loss`] chooses between: all on host memory ([`head_on_host`]), tensor
+//! products with the host's fused softmax cross-entropy ([`head_blocks_host_softmax`]), or
+//! tensor ops throughout ([`head_blocks_tensor_ops`]).
 
 use burn::prelude::*;
 use burn::tensor::IndexingUpdateOp;
 use burn::tensor::activation::{log_softmax, softmax};
 
 use crate::host_kernels;
-use crate::precision;
+use crate::ops;
+use crate::precision::{self, Precision};
 use crate::{Mamba2, ModelState, ScanHooks};
+
+pub use crate::ops::token_losses;
 
 /// Logit elements per block of rows (4M floats = 16 MB): large enough for efficient GEMMs,
 /// small enough that a block stays near the cache.
@@ -52,27 +57,162 @@ pub fn cross_entropy_sum(logits_blv: Tensor<3>, targets_bl: Tensor<2, Int>) -> T
         .neg()
 }
 
-/// The next-token loss of every position of materialised logits `[b, l, v]` against targets
-/// `[b, l]`, row-major (`b * l` values), for evaluation. On the CPU one fused pass over host
-/// memory ([`host_kernels::cross_entropy_rows`]); elsewhere `log_softmax` and a gather.
-pub fn token_losses(logits_blv: Tensor<3>, targets_bl: Tensor<2, Int>) -> Vec<f32> {
-    let [batch, len, vocab] = logits_blv.dims();
-    if crate::host_ops::on_host(&logits_blv) {
-        let logits = logits_blv.into_data();
-        let targets = targets_bl.into_data().convert::<i64>();
-        return host_kernels::cross_entropy_rows(
-            logits.as_slice::<f32>().expect("on_host means f32"),
-            vocab,
-            targets.as_slice::<i64>().expect("converted to i64"),
-        );
+/// The head's operands, constants outside the graph: rows x `[rows, d]`, the head as
+/// W `[vocab, d]` and its bias `[vocab]`, and the targets `[rows]`.
+pub(crate) struct HeadInputs {
+    pub x_rd: Tensor<2>,
+    pub weight_vd: Tensor<2>,
+    pub bias_v: Option<Tensor<1>>,
+    pub targets_r: Tensor<1, Int>,
+}
+
+/// `scale` times the head's summed cross-entropy and the gradients of that of x, W and b.
+pub(crate) struct HeadGrads {
+    pub loss: Tensor<1>,
+    pub x_rd: Tensor<2>,
+    pub weight_vd: Tensor<2>,
+    pub bias_v: Option<Tensor<1>>,
+}
+
+/// The whole head on host memory ([`host_kernels::head_loss_and_grads`]): gemm straight into
+/// one reused logits buffer, the softmax cross-entropy in place. f32 on the CPU only.
+pub(crate) fn head_on_host(head: HeadInputs, scale: f32, block_rows: usize) -> HeadGrads {
+    let device = head.x_rd.device();
+    let [rows, d] = head.x_rd.dims();
+    let [vocab, _] = head.weight_vd.dims();
+    let to_host = |t: Tensor<2>| t.into_data().convert::<f32>();
+    let (x_host, weight_host) = (to_host(head.x_rd), to_host(head.weight_vd));
+    let bias_host = head.bias_v.map(|b| b.into_data().convert::<f32>());
+    let targets_host = head.targets_r.into_data().convert::<i64>();
+    let (loss, grad_x, grad_weight, grad_bias) = host_kernels::head_loss_and_grads(
+        f32_slice(&x_host),
+        f32_slice(&weight_host),
+        bias_host.as_ref().map(f32_slice),
+        targets_host.as_slice::<i64>().expect("converted to i64"),
+        scale,
+        block_rows,
+    );
+    HeadGrads {
+        loss: Tensor::<1>::from_floats([(loss * scale as f64) as f32], &device),
+        x_rd: Tensor::from_data(TensorData::new(grad_x, [rows, d]), &device),
+        weight_vd: Tensor::from_data(TensorData::new(grad_weight, [vocab, d]), &device),
+        bias_v: grad_bias.map(|gb| Tensor::from_data(TensorData::new(gb, [vocab]), &device)),
     }
-    log_softmax(logits_blv.reshape([batch * len, vocab]), 1)
-        .gather(1, targets_bl.reshape([batch * len, 1]))
-        .neg()
+}
+
+/// Tensor products in `precision`, and each block's softmax cross-entropy as one fused pass
+/// over host memory ([`host_kernels::softmax_cross_entropy_in_place`]): the CPU with bf16
+/// operands.
+pub(crate) fn head_blocks_host_softmax(
+    head: HeadInputs,
+    scale: f32,
+    block_rows: usize,
+    precision: Precision,
+) -> HeadGrads {
+    let device = head.x_rd.device();
+    let [vocab, _] = head.weight_vd.dims();
+    let targets = head
+        .targets_r
+        .clone()
         .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 losses")
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .expect("converted to i64");
+    let mut loss = 0.0f64;
+    let (x_rd, weight_vd, bias_v) = head_blocks(head, block_rows, precision, |logits, start| {
+        let n = logits.dims()[0];
+        let mut values = logits
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("logits are f32");
+        loss += host_kernels::softmax_cross_entropy_in_place(
+            &mut values,
+            vocab,
+            &targets[start..start + n],
+            scale,
+        );
+        Tensor::<2>::from_data(TensorData::new(values, [n, vocab]), &device)
+    });
+    HeadGrads {
+        loss: Tensor::<1>::from_floats([loss as f32], &device) * scale,
+        x_rd,
+        weight_vd,
+        bias_v,
+    }
+}
+
+/// Tensor ops throughout, for every backend: `g = scale (p - onehot)` by a softmax and a
+/// scatter, the loss as `max(logits) - ln(max(p)) - logits[target]`.
+pub(crate) fn head_blocks_tensor_ops(
+    head: HeadInputs,
+    scale: f32,
+    block_rows: usize,
+    precision: Precision,
+) -> HeadGrads {
+    let device = head.x_rd.device();
+    let targets = head.targets_r.clone();
+    let mut loss = Tensor::<1>::zeros([1], &device);
+    let (x_rd, weight_vd, bias_v) = head_blocks(head, block_rows, precision, |logits, start| {
+        let n = logits.dims()[0];
+        let target_block = targets.clone().narrow(0, start, n).reshape([n, 1]);
+        let probs = softmax(logits.clone(), 1);
+        let row_loss = logits.clone().max_dim(1)
+            - probs.clone().max_dim(1).log()
+            - logits.gather(1, target_block.clone());
+        loss = loss.clone() + row_loss.sum();
+        probs.scatter(
+            1,
+            target_block,
+            Tensor::<2>::full([n, 1], -1.0, &device),
+            IndexingUpdateOp::Add,
+        ) * scale
+    });
+    HeadGrads {
+        loss: loss * scale,
+        x_rd,
+        weight_vd,
+        bias_v,
+    }
+}
+
+/// The products of the blocked head: for each block of rows, `logits = x W^T + b` in
+/// `precision`, `g = grad_logits(logits, first row)`, then `dx = g W`, `dW += g^T x`,
+/// `db += sum_rows(g)`. Returns the gradients of x, W and b.
+fn head_blocks(
+    head: HeadInputs,
+    block_rows: usize,
+    precision: Precision,
+    mut grad_logits: impl FnMut(Tensor<2>, usize) -> Tensor<2>,
+) -> (Tensor<2>, Tensor<2>, Option<Tensor<1>>) {
+    let device = head.x_rd.device();
+    let [rows, d] = head.x_rd.dims();
+    let [vocab, _] = head.weight_vd.dims();
+    let weight_operand = precision::operand(head.weight_vd, precision);
+    let x_operand = precision::operand(head.x_rd, precision);
+    let mut grad_x_blocks = Vec::with_capacity(rows.div_ceil(block_rows));
+    let mut grad_weight = Tensor::<2>::zeros([vocab, d], &device);
+    let mut grad_bias = head.bias_v.as_ref().map(|b| b.zeros_like());
+    for start in (0..rows).step_by(block_rows) {
+        let n = block_rows.min(rows - start);
+        let x_block = x_operand.clone().narrow(0, start, n);
+        let mut logits = precision::matmul(
+            x_block.clone(),
+            weight_operand.clone().transpose(),
+            precision,
+        );
+        if let Some(b) = &head.bias_v {
+            logits = logits + b.clone().reshape([1, vocab]);
+        }
+        let g = grad_logits(logits, start);
+        grad_x_blocks.push(precision::matmul(
+            g.clone(),
+            weight_operand.clone(),
+            precision,
+        ));
+        grad_bias = grad_bias.map(|gb| gb + g.clone().sum_dim(0).reshape([vocab]));
+        grad_weight = grad_weight + precision::matmul(g.transpose(), x_block, precision);
+    }
+    (Tensor::cat(grad_x_blocks, 0), grad_weight, grad_bias)
 }
 
 fn f32_slice(data: &TensorData) -> &[f32] {
@@ -101,8 +241,8 @@ impl Mamba2 {
     }
 
     /// The head and cross-entropy of final-norm outputs `normed_bld`, processed in blocks of
-    /// about `block_elements` logits. With `fused_on_host`, tensors on the CPU take the fused
-    /// softmax cross-entropy of [`host_kernels`]; otherwise (and on GPUs) tensor ops.
+    /// about `block_elements` logits, as a surrogate for the graph. `fused_on_host` lets the
+    /// CPU take the host kernels ([`ops::head_loss`]); without it, tensor ops everywhere.
     pub(crate) fn head_loss(
         &self,
         normed_bld: Tensor<3>,
@@ -114,9 +254,7 @@ impl Mamba2 {
         let [batch, len, d] = normed_bld.dims();
         let rows = batch * len;
         let x = normed_bld.reshape([rows, d]);
-        let x_const = x.clone().detach().without_autodiff();
-        let targets = targets_bl.reshape([rows]).without_autodiff();
-        // The head as W [vocab, d] (and a bias), constants for the hand-written part.
+        // The head as W [vocab, d] (and a bias); constants for the hand-written part.
         let (weight, bias) = match &self.lm_head {
             Some(head) => (
                 head.weight.val().transpose(),
@@ -124,120 +262,24 @@ impl Mamba2 {
             ),
             None => (self.embedding.weight.val(), None),
         };
-        let weight_const = weight.clone().detach().without_autodiff();
-        let weight_operand = precision::operand(weight_const.clone(), self.precision);
-        let x_operand = precision::operand(x_const.clone(), self.precision);
-        let bias_const = bias.as_ref().map(|b| b.clone().detach().without_autodiff());
-        let [vocab, _] = weight_const.dims();
+        let constant = |t: Tensor<2>| t.detach().without_autodiff();
+        let head = HeadInputs {
+            x_rd: constant(x.clone()),
+            weight_vd: constant(weight.clone()),
+            bias_v: bias.as_ref().map(|b| b.clone().detach().without_autodiff()),
+            targets_r: targets_bl.reshape([rows]).without_autodiff(),
+        };
+        let [vocab, _] = head.weight_vd.dims();
+        let block_rows = (block_elements / vocab).max(1).min(rows.max(1));
+        let grads = ops::head_loss(head, scale, block_rows, self.precision, fused_on_host);
 
-        let device = x_const.device();
-        let block = (block_elements / vocab).max(1).min(rows.max(1));
-        let f32_on_host = fused_on_host
-            && self.precision == precision::Precision::F32
-            && crate::host_ops::on_host(&x_const)
-            && crate::host_ops::on_host(&weight_const);
-        if f32_on_host {
-            // The whole head on host memory: gemm straight into one reused logits buffer.
-            let to_host = |t: Tensor<2>| t.into_data().convert::<f32>();
-            let (x_host, weight_host) = (to_host(x_const), to_host(weight_const));
-            let bias_host = bias_const.map(|b| b.into_data().convert::<f32>());
-            let targets_host = targets.into_data().convert::<i64>();
-            let (loss, grad_x, grad_weight, grad_bias) = host_kernels::head_loss_and_grads(
-                f32_slice(&x_host),
-                f32_slice(&weight_host),
-                bias_host.as_ref().map(f32_slice),
-                targets_host.as_slice::<i64>().expect("converted to i64"),
-                scale,
-                block,
-            );
-            let grad_x = Tensor::<2>::from_data(TensorData::new(grad_x, [rows, d]), &device);
-            let grad_weight =
-                Tensor::<2>::from_data(TensorData::new(grad_weight, [vocab, d]), &device);
-            let mut surrogate = (x * grad_x).sum() + (weight * grad_weight).sum();
-            if let (Some(b), Some(gb)) = (bias, grad_bias) {
-                surrogate = surrogate
-                    + (b * Tensor::<1>::from_data(TensorData::new(gb, [vocab]), &device)).sum();
-            }
-            return SegmentLoss {
-                surrogate,
-                value: Tensor::<1>::from_floats([(loss * scale as f64) as f32], &device),
-            };
-        }
-        // On the CPU the softmax cross-entropy runs fused on host memory (host_kernels).
-        let host_targets = (fused_on_host && crate::device::is_cpu(&device))
-            .then(|| {
-                targets
-                    .clone()
-                    .into_data()
-                    .convert::<i64>()
-                    .try_into_vec::<i64>()
-            })
-            .and_then(Result::ok);
-        let mut loss_tensor = Tensor::<1>::zeros([1], &device);
-        let mut loss_host = 0.0f64;
-        let mut grad_x_blocks = Vec::with_capacity(rows.div_ceil(block));
-        let mut grad_weight = Tensor::<2>::zeros([vocab, d], &device);
-        let mut grad_bias = bias_const.as_ref().map(|b| b.zeros_like());
-        for start in (0..rows).step_by(block) {
-            let n = block.min(rows - start);
-            let x_block = x_operand.clone().narrow(0, start, n);
-            let mut logits = precision::matmul(
-                x_block.clone(),
-                weight_operand.clone().transpose(),
-                self.precision,
-            );
-            if let Some(b) = &bias_const {
-                logits = logits + b.clone().reshape([1, vocab]);
-            }
-            let grad_logits = match &host_targets {
-                Some(all_targets) => {
-                    let mut values = logits
-                        .into_data()
-                        .try_into_vec::<f32>()
-                        .expect("logits are f32");
-                    loss_host += host_kernels::softmax_cross_entropy_in_place(
-                        &mut values,
-                        vocab,
-                        &all_targets[start..start + n],
-                        scale,
-                    );
-                    Tensor::<2>::from_data(TensorData::new(values, [n, vocab]), &device)
-                }
-                None => {
-                    let target_block = targets.clone().narrow(0, start, n).reshape([n, 1]);
-                    let probs = softmax(logits.clone(), 1);
-                    // logsumexp - logit[target], with logsumexp = max(logits) - ln(max(p)).
-                    let row_loss = logits.clone().max_dim(1)
-                        - probs.clone().max_dim(1).log()
-                        - logits.gather(1, target_block.clone());
-                    loss_tensor = loss_tensor + row_loss.sum();
-                    probs.scatter(
-                        1,
-                        target_block,
-                        Tensor::<2>::full([n, 1], -1.0, &device),
-                        IndexingUpdateOp::Add,
-                    ) * scale
-                }
-            };
-            grad_x_blocks.push(precision::matmul(
-                grad_logits.clone(),
-                weight_operand.clone(),
-                self.precision,
-            ));
-            grad_bias = grad_bias.map(|gb| gb + grad_logits.clone().sum_dim(0).reshape([vocab]));
-            grad_weight =
-                grad_weight + precision::matmul(grad_logits.transpose(), x_block, self.precision);
-        }
-        let loss_sum = loss_tensor + loss_host as f32;
-        let grad_x = Tensor::cat(grad_x_blocks, 0);
-
-        let mut surrogate = (x * grad_x).sum() + (weight * grad_weight).sum();
-        if let (Some(b), Some(gb)) = (bias, grad_bias) {
+        let mut surrogate = (x * grads.x_rd).sum() + (weight * grads.weight_vd).sum();
+        if let (Some(b), Some(gb)) = (bias, grads.bias_v) {
             surrogate = surrogate + (b * gb).sum();
         }
         SegmentLoss {
             surrogate,
-            value: loss_sum * scale,
+            value: grads.loss,
         }
     }
 }

@@ -10,9 +10,9 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::softplus;
 
-use crate::host_ops::{self, on_host, silu};
+use crate::ops;
 use crate::precision::{self, Precision};
-use crate::ssd::{ScanInputs, WindowState, scan_chunked, scan_step, window_correction};
+use crate::ssd::{ScanInputs, WindowState, scan_step, window_correction};
 use crate::{Mamba2Config, ScanHooks};
 
 /// A mixer's recurrent state: everything it needs to continue a sequence.
@@ -215,42 +215,28 @@ impl Mixer {
         (x_blhp, b_blgn, c_blgn)
     }
 
-    /// y·silu(z), normalised by RMS within each group of d_inner / ngroups channels, times
-    /// the norm weight (mamba_ssm's RMSNormGated with norm_before_gate = False).
+    /// rmsnorm(y ∘ silu(z)) ∘ weight, the RMS within each group of d_inner / ngroups channels.
     fn gated_norm(&self, y_bli: Tensor<3>, z_bli: Tensor<3>) -> Tensor<3> {
         let c = &self.config;
-        let weight = self.norm_weight.val();
-        if on_host(&y_bli) && on_host(&z_bli) && on_host(&weight) {
-            return host_ops::gated_norm(y_bli, z_bli, weight, c.ngroups, c.norm_eps);
-        }
-        self.gated_norm_ops(y_bli, z_bli)
+        ops::gated_norm(y_bli, z_bli, self.norm_weight.val(), c.ngroups, c.norm_eps)
     }
 
-    /// [`Mixer::gated_norm`] in tensor ops, for every backend.
-    fn gated_norm_ops(&self, y_bli: Tensor<3>, z_bli: Tensor<3>) -> Tensor<3> {
-        let c = &self.config;
-        let [batch, len, d_inner] = y_bli.dims();
-        let gated_blgi: Tensor<4> =
-            (y_bli * silu(z_bli)).reshape([batch, len, c.ngroups, d_inner / c.ngroups]);
-        rms_normalize(gated_blgi, c.norm_eps).reshape([batch, len, d_inner])
-            * self.norm_weight.val().reshape([1, 1, d_inner])
-    }
-
-    /// Causal depthwise convolution over `cache ++ xbc`, piece by piece (it is depthwise),
-    /// returning the activated x, B and C and the new cache.
+    /// silu(conv(cache ++ xbc) + bias), the causal depthwise convolution, piece by piece (it
+    /// is depthwise), and the new cache: the last d_conv - 1 rows of cache ++ xbc.
     fn conv(&self, xbc: [Tensor<3>; 3], cache_bkc: Tensor<3>) -> ([Tensor<3>; 3], Tensor<3>) {
         let weight_ck = self.conv_weight.val();
         let bias_c = self.conv_bias.as_ref().map(|b| b.val());
         let mut start = 0;
-        let mut conv = |piece, width| {
-            let out_and_cache = conv_silu(
-                piece,
-                cache_bkc.clone().narrow(2, start, width),
-                weight_ck.clone().narrow(0, start, width),
-                bias_c.clone().map(|b| b.narrow(0, start, width)),
-            );
+        let mut conv = |x_blc: Tensor<3>, width| {
+            let cache_bkc = cache_bkc.clone().narrow(2, start, width);
+            let weight_ck = weight_ck.clone().narrow(0, start, width);
+            let bias_c = bias_c.clone().map(|b| b.narrow(0, start, width));
             start += width;
-            out_and_cache
+            let next_cache_bkc = shift_cache(cache_bkc.clone(), x_blc.clone());
+            (
+                ops::conv_silu(x_blc, cache_bkc, weight_ck, bias_c),
+                next_cache_bkc,
+            )
         };
         let ([x, b, c], [x_width, b_width, c_width]) = (xbc, self.xbc_widths());
         let ((x, x_cache), (b, b_cache), (c, c_cache)) =
@@ -281,7 +267,7 @@ impl Mixer {
             c_blgn,
         };
         let (y_blhp, window) = self.windowed(&inputs, state.window, hooks, batch);
-        let (y_full_blhp, ssm_bhpn) = scan_chunked(inputs, state.ssm_bhpn, c.chunk_size);
+        let (y_full_blhp, ssm_bhpn) = ops::scan_chunked(inputs, state.ssm_bhpn, c.chunk_size);
         let y_blhp = match y_blhp {
             Some(correction) => y_full_blhp - correction,
             None => y_full_blhp,
@@ -384,67 +370,16 @@ impl Mixer {
     }
 }
 
-/// `silu(conv(cache ++ x) + bias)` of a depthwise causal convolution (x `[b, l, c]`, cache
-/// `[b, k - 1, c]`, weight `[c, k]`) and the new cache, the last `k - 1` rows of `cache ++ x`:
-/// the host kernel on the CPU, else [`conv_silu_ops`].
-fn conv_silu(
-    x_blc: Tensor<3>,
-    cache_bkc: Tensor<3>,
-    weight_ck: Tensor<2>,
-    bias_c: Option<Tensor<1>>,
-) -> (Tensor<3>, Tensor<3>) {
-    let on_cpu = on_host(&x_blc)
-        && on_host(&cache_bkc)
-        && on_host(&weight_ck)
-        && bias_c.as_ref().is_none_or(on_host);
-    if !on_cpu {
-        return conv_silu_ops(x_blc, cache_bkc, weight_ck, bias_c);
-    }
+/// The last `k - 1` rows of `cache ++ x`, for x `[b, l, c]` and cache `[b, k - 1, c]`: the
+/// cache after x.
+fn shift_cache(cache_bkc: Tensor<3>, x_blc: Tensor<3>) -> Tensor<3> {
     let [_, len, _] = x_blc.dims();
     let context = cache_bkc.dims()[1];
-    let new_cache = if len >= context {
-        x_blc.clone().narrow(1, len - context, context)
+    if len >= context {
+        x_blc.narrow(1, len - context, context)
     } else {
-        Tensor::cat(
-            vec![
-                cache_bkc.clone().narrow(1, len, context - len),
-                x_blc.clone(),
-            ],
-            1,
-        )
-    };
-    (
-        host_ops::conv_silu(x_blc, cache_bkc, weight_ck, bias_c),
-        new_cache,
-    )
-}
-
-/// [`conv_silu`] in tensor ops, for every backend.
-fn conv_silu_ops(
-    x_blc: Tensor<3>,
-    cache_bkc: Tensor<3>,
-    weight_ck: Tensor<2>,
-    bias_c: Option<Tensor<1>>,
-) -> (Tensor<3>, Tensor<3>) {
-    let [_, len, channels] = x_blc.dims();
-    let [_, width] = weight_ck.dims();
-    let context = width - 1;
-    let padded_btc = Tensor::cat(vec![cache_bkc, x_blc], 1);
-    let new_cache = padded_btc.clone().narrow(1, len, context);
-    let tap = |k: usize| {
-        padded_btc
-            .clone()
-            .narrow(1, k, len)
-            .mul(weight_ck.clone().narrow(1, k, 1).reshape([1, 1, channels]))
-    };
-    let mut out = tap(0);
-    for k in 1..width {
-        out = out + tap(k);
+        Tensor::cat(vec![cache_bkc.narrow(1, len, context - len), x_blc], 1)
     }
-    if let Some(bias) = bias_c {
-        out = out + bias.reshape([1, 1, channels]);
-    }
-    (silu(out), new_cache)
 }
 
 /// x / sqrt(mean(x², last dim) + eps).
@@ -492,10 +427,11 @@ mod tests {
                     weight.clone(),
                     with_bias.then(|| bias.clone()),
                 );
-                let (out, new_cache) = if host {
-                    conv_silu(args.0, args.1, args.2, args.3)
+                let new_cache = shift_cache(args.1.clone(), args.0.clone());
+                let out = if host {
+                    ops::conv_silu(args.0, args.1, args.2, args.3)
                 } else {
-                    conv_silu_ops(args.0, args.1, args.2, args.3)
+                    ops::conv_silu_tensor_ops(args.0, args.1, args.2, args.3)
                 };
                 let loss = (out.clone() * out_weight.clone()).sum()
                     + (new_cache.clone() * cache_weight.clone()).sum();
@@ -542,7 +478,9 @@ mod tests {
             let out = if host {
                 mixer.gated_norm(y.clone(), z.clone())
             } else {
-                mixer.gated_norm_ops(y.clone(), z.clone())
+                let c = &mixer.config;
+                let weight = mixer.norm_weight.val();
+                ops::gated_norm_tensor_ops(y.clone(), z.clone(), weight, c.ngroups, c.norm_eps)
             };
             let grads = (out.clone() * out_weight.clone()).sum().backward();
             (

@@ -12,15 +12,13 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::{DType, FloatDType};
 
-use crate::host_ops;
+use crate::ops;
 pub use forgetlab_runs::config::Precision;
 
 /// `x W + b` for a burn `Linear`, with the product in `precision`.
 pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>, precision: Precision) -> Tensor<D> {
     match precision {
-        Precision::F32 => {
-            product_plus_bias(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()))
-        }
+        Precision::F32 => ops::linear(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val())),
         Precision::Bf16 => {
             let y = burn::tensor::module::linear(
                 x.cast(FloatDType::BF16),
@@ -48,7 +46,7 @@ pub fn linear_columns<const D: usize>(
     let weight = layer.weight.val().narrow(1, start, size);
     let bias = layer.bias.as_ref().map(|b| b.val().narrow(0, start, size));
     match precision {
-        Precision::F32 => product_plus_bias(x, weight, bias),
+        Precision::F32 => ops::linear(x, weight, bias),
         Precision::Bf16 => {
             let y = burn::tensor::module::linear(
                 x.cast(FloatDType::BF16),
@@ -64,29 +62,11 @@ pub fn linear_columns<const D: usize>(
     }
 }
 
-/// `x W + b` in f32: the host product on the CPU backend ([`host_ops::linear`]), burn's
-/// elsewhere.
-fn product_plus_bias<const D: usize>(
-    x: Tensor<D>,
-    weight: Tensor<2>,
-    bias: Option<Tensor<1>>,
-) -> Tensor<D> {
-    if !(host_ops::on_host(&x) && host_ops::on_host(&weight)) {
-        return burn::tensor::module::linear(x, weight, bias);
-    }
-    let y = host_ops::linear(x, weight);
-    match bias {
-        Some(bias) => y + bias.unsqueeze(),
-        None => y,
-    }
-}
-
 /// `a · b` (2-d) with the operands in `precision` and an f32 result. Operands already in
 /// `precision` (see [`operand`]) are used as they are.
 pub fn matmul(a: Tensor<2>, b: Tensor<2>, precision: Precision) -> Tensor<2> {
     match precision {
-        Precision::F32 if host_ops::on_host(&a) && host_ops::on_host(&b) => host_ops::linear(a, b),
-        Precision::F32 => a.matmul(b),
+        Precision::F32 => ops::matmul(a, b),
         Precision::Bf16 => operand(a, precision)
             .matmul(operand(b, precision))
             .cast(FloatDType::F32),

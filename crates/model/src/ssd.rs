@@ -17,7 +17,8 @@
 //!    starting from the carried `initial` state;
 //! 4. the carried states' contribution to each chunk's outputs: `Y_off = C h_in · exp(cumsum)`.
 //!
-//! Everything is stock burn tensor ops, so it runs (and differentiates) on every backend.
+//! Everything is stock burn tensor ops, so it runs (and differentiates) on every backend; on
+//! the CPU, [`crate::ops::scan_chunked`] runs the host kernel of the same chunked form instead.
 //! Decays live in log space throughout: `log_alpha` is an input so that inference-time
 //! interventions (RRI's λ_α) act exactly, after the softplus, in both paths.
 //!
@@ -44,23 +45,9 @@ pub struct ScanInputs {
 /// Runs the recurrence over a segment with the chunked SSD algorithm.
 ///
 /// `initial_bhpn` is the state before the segment ([batch, heads, headdim, d_state]); the
-/// result is `(y_blhp, final_bhpn)`. Any length works. On the CPU backend this is the fused
-/// host kernel of [`crate::host_scan`] (a burn op of [`crate::host_ops`]); elsewhere the tensor ops of [`scan_chunked_ops`].
+/// result is `(y_blhp, final_bhpn)`. Any length works: the last chunk is padded with Δ = 0 and
+/// log α = 0 positions, which neither decay nor write the state.
 pub fn scan_chunked(
-    inputs: ScanInputs,
-    initial_bhpn: Tensor<4>,
-    chunk_size: usize,
-) -> (Tensor<4>, Tensor<4>) {
-    if crate::host_ops::scan_applies(&inputs, &initial_bhpn) {
-        crate::host_ops::scan(inputs, initial_bhpn, chunk_size)
-    } else {
-        scan_chunked_ops(inputs, initial_bhpn, chunk_size)
-    }
-}
-
-/// [`scan_chunked`] in stock burn tensor ops, for every backend: the last chunk is padded with
-/// Δ = 0 and log α = 0 positions, which neither decay nor write the state.
-pub fn scan_chunked_ops(
     inputs: ScanInputs,
     initial_bhpn: Tensor<4>,
     chunk_size: usize,
@@ -307,7 +294,7 @@ pub fn window_correction(
     let la_keep = all_log_alpha.clone().narrow(1, len, r);
     let (b_d, b_keep) = shift(window.b_brgn, inputs.b_blgn.clone(), len, r);
 
-    let (y_lag_blhp, lagged_bhpn) = scan_chunked(
+    let (y_lag_blhp, lagged_bhpn) = crate::ops::scan_chunked(
         ScanInputs {
             x_blhp: x_d,
             dt_blh: dt_d,
@@ -337,6 +324,7 @@ pub fn window_correction(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::scan_chunked;
     use crate::testing::{assert_close, cpu, random};
 
     fn inputs(
