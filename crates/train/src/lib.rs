@@ -11,7 +11,8 @@
 //! - a resume verifies checkpoint checksums and falls back to the newest intact one, and refuses
 //!   (changing nothing) when the tokenizer, the data or the experiment changed since the start.
 //!
-//! The loop itself is one function, [`train`], in `trainer.rs`.
+//! The step loop itself is one function, `run_loop` in `trainer.rs`; [`train`] around it
+//! prepares the run directory, checks a resume and records how the run ended.
 
 pub mod checkpoint;
 pub mod error;
