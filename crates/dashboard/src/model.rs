@@ -185,6 +185,7 @@ fn broken_row(name: &str, problem: &str) -> RunRow {
             total_steps: None,
             seq_len: None,
             state_size: None,
+            mixer: None,
             d_state: None,
             n_layer: None,
             d_model: None,

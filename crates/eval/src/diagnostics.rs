@@ -75,7 +75,7 @@ pub fn diagnose(
         let (_, next, trace) =
             model.forward_traced(ids.clone().narrow(1, start, take), state, hooks);
         for (layer, layer_trace) in trace.layers.iter().enumerate() {
-            let la: Tensor<2> = layer_trace.log_alpha_blh.clone().squeeze_dim(0);
+            let la: Tensor<2> = layer_trace.log_alpha_blh().clone().squeeze_dim(0);
             // One read of the segment's decays serves the memory lengths and both sums.
             let mut la_sum = vec![0f64; heads];
             let mut alpha_sum_seg = vec![0f64; heads];
@@ -93,8 +93,8 @@ pub fn diagnose(
             }
         }
         for (layer, layer_state) in next.layers.iter().enumerate() {
-            let [_, _, p, n] = layer_state.ssm_bhpn.dims();
-            let h_hx: Tensor<2> = layer_state.ssm_bhpn.clone().reshape([heads, p * n]);
+            let [_, _, p, n] = layer_state.heads().dims();
+            let h_hx: Tensor<2> = layer_state.heads().clone().reshape([heads, p * n]);
             let mean = h_hx.clone().mean_dim(1);
             let sq_mean = to_vec(h_hx.clone().square().mean_dim(1).reshape([heads]));
             let centered = h_hx - mean.clone();

@@ -58,6 +58,10 @@ pub struct BenchResult {
     /// Model arithmetic per second ([`forward_macs_per_token`]: 6 FLOPs per multiply-add for
     /// training, 2 for streaming), GFLOP/s.
     pub model_gflops_per_s: f64,
+    /// The model's mixer and its recurrent state size N_S (scalars), so runs of different
+    /// mixers can be compared at matched state size.
+    pub mixer: String,
+    pub state_size: u64,
 }
 
 /// Multiply-adds per token of one forward pass that any implementation must do: in_proj,
@@ -65,8 +69,21 @@ pub struct BenchResult {
 /// products plus the chunk state's write and read, at the chunk length the CPU kernel runs.
 /// The convolution, norms and elementwise work (under 1% of it at the reference sizes) are not
 /// counted.
+///
+/// Gated DeltaNet: its q, k, v, a, b, gate and output projections, the MLP, the LM head, and
+/// per head the causal halves of a chunk's K·Kᵀ, Q·Kᵀ and the WY products over keys and values
+/// plus the state's two reads and one write (the triangular inverse is not counted).
 pub fn forward_macs_per_token(config: &Mamba2Config) -> f64 {
     let c = config;
+    if let Some(g) = c.gated_deltanet_sizes() {
+        let q = c.chunk_size;
+        let (d, dk, dv) = (c.d_model, g.head_k_dim, g.head_v_dim());
+        let projections = d * (2 * g.key_dim() + 2 * g.value_dim() + 2 * g.heads)
+            + g.value_dim() * d
+            + 3 * d * g.mlp_width(d);
+        let rule = g.heads * (q * (3 * dk + dv) / 2 + 3 * dk * dv);
+        return (c.n_layer * (projections + rule) + d * c.padded_vocab_size()) as f64;
+    }
     let q = c.chunk_size.min(crate::host_scan::MAX_CHUNK);
     let (n, p) = (c.d_state, c.headdim);
     let projections = c.d_model * c.d_in_proj() + c.d_inner() * c.d_model;
@@ -182,6 +199,8 @@ pub fn bench_training(
         tokens_per_s: tokens as f64 / seconds,
         seconds_per_step: seconds,
         peak_rss_mib: peak_rss_mib(),
+        mixer: bench.config.mixer.name().to_string(),
+        state_size: bench.config.state_size().total,
         model_gflops_per_s: 6.0 * forward_macs_per_token(&bench.config) * tokens as f64
             / seconds
             / 1e9,
@@ -223,6 +242,8 @@ pub fn bench_streaming(bench: &BenchModel, total_len: usize, segment_len: usize)
         tokens_per_s: total_len as f64 / seconds,
         seconds_per_step: seconds * segment_len as f64 / total_len as f64,
         peak_rss_mib: peak_rss_mib(),
+        mixer: bench.config.mixer.name().to_string(),
+        state_size: bench.config.state_size().total,
         model_gflops_per_s: 2.0 * forward_macs_per_token(&bench.config) * total_len as f64
             / seconds
             / 1e9,

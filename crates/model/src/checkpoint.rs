@@ -1,14 +1,16 @@
 //! Model checkpoints on disk: the official `state-spaces/mamba2-*` layout, Hugging Face
-//! transformers' `Mamba2ForCausalLM`, and forgetlab's own.
+//! transformers' `Mamba2ForCausalLM`, fla's `GatedDeltaNetForCausalLM`, and forgetlab's own.
 //!
 //! A checkpoint is a directory with a `config.json` and a weights file (`model.safetensors` or
 //! `pytorch_model.bin`; f32, f16 or bf16). The config's flavour is recognised by its fields:
 //! forgetlab writes `"format": "forgetlab-mamba2"`, HF writes `"model_type": "mamba2"`, the
 //! official configs have `d_model` and `ssm_cfg`. Tensor names differ only in the embedding
 //! (`backbone.embedding.weight` officially, `backbone.embeddings.weight` in HF) and in whether a
-//! tied `lm_head.weight` is stored; both are normalised to the official naming.
+//! tied `lm_head.weight` is stored; both are normalised to the official naming. fla's configs
+//! have `"model_type": "gated_deltanet"`; their tensors keep fla's names, which are Gated
+//! DeltaNet's table names here, so [`save_fla`] writes a directory fla loads as it is.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
@@ -33,6 +35,8 @@ pub enum Flavor {
     Forgetlab,
     Official,
     HuggingFace,
+    /// flash-linear-attention's Gated DeltaNet.
+    Fla,
 }
 
 /// A checkpoint's config and weights file, resolved from a directory or a weights file.
@@ -110,6 +114,58 @@ pub fn save(model: &Mamba2, dir: &Path) -> Result<(), ModelError> {
         path: config_path.clone(),
         message: e.to_string(),
     })?;
+    forgetlab_runs::write_atomic(&config_path, &text).map_err(io(&config_path))
+}
+
+/// Saves a Gated DeltaNet `model` in fla's layout into `dir`: fla's config.json
+/// (`model_type` gated_deltanet) and model.safetensors (f32), each written atomically.
+/// fla has no MLP-less blocks and no padded vocabulary of its own, so `vocab_size` is the
+/// padded one and a model without MLPs is refused.
+pub fn save_fla(model: &Mamba2, dir: &Path) -> Result<(), ModelError> {
+    let config = model.config();
+    let config_path = dir.join(CONFIG_FILE);
+    let refuse = |message: &str| ModelError::Config {
+        path: config_path.clone(),
+        message: message.to_string(),
+    };
+    let sizes = config
+        .gated_deltanet_sizes()
+        .ok_or_else(|| refuse("fla's layout is for Gated DeltaNet models; this one is Mamba-2"))?;
+    let mlp_width = sizes.mlp_width(config.d_model);
+    if mlp_width == 0 {
+        return Err(refuse(
+            "fla's Gated DeltaNet always has an MLP; this model has intermediate_size = 0",
+        ));
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |error| ModelError::Io { path, error }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let bytes = to_safetensors(&Weights::from_model(model))?;
+    let weights_path = dir.join(WEIGHTS_FILE);
+    forgetlab_runs::write_atomic(&weights_path, &bytes).map_err(io(&weights_path))?;
+    let fla = serde_json::json!({
+        "model_type": "gated_deltanet",
+        "architectures": ["GatedDeltaNetForCausalLM"],
+        "hidden_size": config.d_model,
+        "num_hidden_layers": config.n_layer,
+        "vocab_size": config.padded_vocab_size(),
+        "num_heads": sizes.heads,
+        "num_v_heads": null,
+        "head_dim": sizes.head_k_dim,
+        "expand_v": sizes.expand_v,
+        "conv_size": config.d_conv,
+        "use_gate": true,
+        "use_short_conv": true,
+        "allow_neg_eigval": false,
+        "intermediate_size": mlp_width,
+        "hidden_act": "swish",
+        "norm_eps": config.norm_eps,
+        "tie_word_embeddings": config.tie_embeddings,
+        "attn": null,
+    });
+    let text = serde_json::to_vec_pretty(&fla).map_err(|e| refuse(&e.to_string()))?;
     forgetlab_runs::write_atomic(&config_path, &text).map_err(io(&config_path))
 }
 
@@ -253,6 +309,9 @@ pub fn parse_config(value: &Value) -> Result<(Mamba2Config, Flavor), String> {
         return Ok((config, Flavor::Forgetlab));
     }
     let fields = Fields(obj);
+    if obj.get("model_type").and_then(Value::as_str) == Some("gated_deltanet") {
+        return Ok((fla_config(obj)?, Flavor::Fla));
+    }
     if obj.get("model_type").and_then(Value::as_str) == Some("mamba2") {
         let mut config = Mamba2Config::new(
             fields.usize("hidden_size")?,
@@ -347,7 +406,68 @@ pub fn parse_config(value: &Value) -> Result<(Mamba2Config, Flavor), String> {
         }
         return Ok((config, Flavor::Official));
     }
-    Err("unrecognised config.json: expected a forgetlab, official state-spaces or Hugging Face Mamba-2 config".into())
+    Err("unrecognised config.json: expected a forgetlab, official state-spaces or Hugging Face Mamba-2 config, or fla's Gated DeltaNet".into())
+}
+
+/// A model config from fla's `GatedDeltaNetConfig`, refusing the options forgetlab does not
+/// implement (hybrid attention layers, separate value heads, negative eigenvalues, no gate or
+/// no short convolutions, other activations).
+fn fla_config(obj: &serde_json::Map<String, Value>) -> Result<Mamba2Config, String> {
+    let fields = Fields(obj);
+    let d_model = fields.usize("hidden_size")?;
+    let heads = fields.usize_or("num_heads", 6)?;
+    if let Some(v_heads) = obj.get("num_v_heads").and_then(Value::as_u64)
+        && v_heads as usize != heads
+    {
+        return Err(format!(
+            "num_v_heads = {v_heads} differs from num_heads = {heads}: not supported"
+        ));
+    }
+    if obj.get("attn").is_some_and(|a| !a.is_null()) {
+        return Err("attn (hybrid attention layers) is not supported".into());
+    }
+    for (key, want) in [
+        ("use_gate", true),
+        ("use_short_conv", true),
+        ("allow_neg_eigval", false),
+        ("use_l2warp", false),
+    ] {
+        if fields.bool_or(key, want)? != want {
+            return Err(format!("{key} = {} is not supported", !want));
+        }
+    }
+    for key in ["hidden_act", "output_gate_activation"] {
+        if let Some(act) = obj.get(key).and_then(Value::as_str)
+            && !matches!(act, "swish" | "silu")
+        {
+            return Err(format!("{key} = {act} is not supported (only swish)"));
+        }
+    }
+    let hidden_ratio = fields.f64_or("hidden_ratio", 4.0)?;
+    let intermediate_size = match obj.get("intermediate_size") {
+        None | Some(Value::Null) => {
+            let raw = (d_model as f64 * hidden_ratio * 2.0 / 3.0) as usize;
+            raw.div_ceil(256) * 256
+        }
+        Some(_) => fields.usize("intermediate_size")?,
+    };
+    let sizes = forgetlab_runs::config::GatedDeltaNetConfig {
+        heads,
+        head_k_dim: fields.usize_or("head_dim", 256)?,
+        expand_v: fields.f64_or("expand_v", 2.0)?,
+        intermediate_size: Some(intermediate_size),
+    };
+    let mut config = Mamba2Config::gated_deltanet(
+        d_model,
+        fields.usize("num_hidden_layers")?,
+        fields.usize("vocab_size")?,
+        sizes,
+    );
+    config.pad_vocab_size_multiple = 1;
+    config.d_conv = fields.usize_or("conv_size", 4)?;
+    config.norm_eps = fields.f64_or("norm_eps", 1e-6)?;
+    config.tie_embeddings = fields.bool_or("tie_word_embeddings", false)?;
+    Ok(config)
 }
 
 struct Fields<'a>(&'a serde_json::Map<String, Value>);
@@ -406,13 +526,4 @@ fn pair(value: &Value) -> Result<(f64, f64), String> {
         Some([a, b]) => Ok((number(a)?, number(b)?)),
         _ => Err("expected a pair [lo, hi]".into()),
     }
-}
-
-/// Shapes of every tensor in a weights file, without reading the data into a model.
-pub fn tensor_shapes(weights: &Weights) -> HashMap<String, Vec<usize>> {
-    weights
-        .tensors
-        .iter()
-        .map(|(k, v)| (k.clone(), v.shape.clone()))
-        .collect()
 }

@@ -1,54 +1,40 @@
-//! Seeded initialisation as `mamba_ssm` does it for training from scratch (paper.md section 8).
+//! Seeded initialisation from the parameter table (each mixer's table says how each tensor
+//! starts; see [`crate::mamba2_params`] and [`crate::gated_deltanet::params`]).
 //!
-//! Values are drawn on the host from one ChaCha stream in a fixed order, so the same seed gives
+//! Values are drawn on the host from one ChaCha stream in table order, so the same seed gives
 //! the same model on every backend.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::Mamba2Config;
-use crate::weights::{WeightTensor, Weights, expected_shapes};
+use crate::params::{Init, model_table};
+use crate::weights::{WeightTensor, Weights};
 
-/// Initial weights for `config` from `seed`:
-/// - embedding N(0, 0.02);
-/// - linear layers PyTorch's default, kaiming-uniform(a=√5), i.e. U(±1/√fan_in), zero biases;
-///   out_proj additionally divided by √n_layer (one residual per layer, no MLP);
-/// - conv weight and bias PyTorch's default, U(±1/√d_conv);
-/// - dt_bias = softplus⁻¹(dt) with dt log-uniform in [dt_min, dt_max], floored at dt_init_floor;
-/// - A_log = log U[A_init_range]; D = 1; norm weights = 1.
+/// Initial weights for `config` from `seed`: each row of the parameter table in order, drawn
+/// as its [`Init`] says (the embedding and an untied head N(0, 0.02), norm weights one).
 pub fn init_weights(config: &Mamba2Config, seed: u64) -> Weights {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut tensors = std::collections::BTreeMap::new();
-    for (name, shape) in expected_shapes(config) {
-        let count: usize = shape.iter().product();
-        let suffix = name.rsplit_once("mixer.").map(|(_, s)| s).unwrap_or(&name);
-        let data: Vec<f32> = if name.ends_with("embedding.weight") || name == "lm_head.weight" {
-            (0..count).map(|_| 0.02 * normal(&mut rng) as f32).collect()
-        } else if name.ends_with("norm.weight") || name.ends_with("norm_f.weight") || suffix == "D"
-        {
-            vec![1.0; count]
-        } else if suffix.ends_with("proj.bias") {
-            vec![0.0; count]
-        } else if suffix == "in_proj.weight" {
-            uniform(&mut rng, count, 1.0 / (config.d_model as f64).sqrt())
-        } else if suffix == "out_proj.weight" {
-            let bound = 1.0 / (config.d_inner() as f64).sqrt() / (config.n_layer as f64).sqrt();
-            uniform(&mut rng, count, bound)
-        } else if suffix.starts_with("conv1d.") {
-            uniform(&mut rng, count, 1.0 / (config.d_conv as f64).sqrt())
-        } else if suffix == "dt_bias" {
-            (0..count)
+    for spec in model_table(config) {
+        let count: usize = spec.shape.iter().product();
+        let data: Vec<f32> = match spec.init {
+            Init::Normal(std) => (0..count)
+                .map(|_| std as f32 * normal(&mut rng) as f32)
+                .collect(),
+            Init::Uniform(bound) => uniform(&mut rng, count, bound),
+            Init::Constant(value) => vec![value; count],
+            Init::DtBias => (0..count)
                 .map(|_| dt_bias_draw(config, &mut rng) as f32)
-                .collect()
-        } else if suffix == "A_log" {
-            let (lo, hi) = config.a_init_range;
-            (0..count)
-                .map(|_| (lo + (hi - lo) * rng.random::<f64>()).ln() as f32)
-                .collect()
-        } else {
-            unreachable!("expected_shapes lists no other tensor: {name}")
+                .collect(),
+            Init::ALog => {
+                let (lo, hi) = config.a_init_range;
+                (0..count)
+                    .map(|_| (lo + (hi - lo) * rng.random::<f64>()).ln() as f32)
+                    .collect()
+            }
         };
-        tensors.insert(name, WeightTensor::new(shape, data));
+        tensors.insert(spec.name, WeightTensor::new(spec.shape, data));
     }
     Weights { tensors }
 }

@@ -12,19 +12,23 @@
 //!   on model replicas; [`precision`]: bf16 products for GPUs.
 
 pub mod bench;
+pub mod block;
 pub mod checkpoint;
 pub mod device;
 pub mod error;
+pub mod gated_deltanet;
 pub mod host_kernels;
 pub mod host_layer;
 pub mod host_ops;
 pub mod host_scan;
 pub mod init;
 pub mod loss;
+pub mod mamba2_params;
 pub mod mixer;
 pub mod model;
 pub mod ops;
 pub mod parallel;
+pub mod params;
 pub mod precision;
 pub mod ssd;
 pub mod weights;
@@ -32,10 +36,12 @@ pub mod weights;
 #[cfg(test)]
 mod testing;
 
+pub use block::{LayerState, LayerTrace};
 pub use error::ModelError;
-pub use forgetlab_runs::config::{ModelConfig as Mamba2Config, StateSize};
+pub use forgetlab_runs::config::{
+    GatedDeltaNetConfig, MixerKind, ModelConfig, ModelConfig as Mamba2Config, StateSize,
+};
 pub use loss::SegmentLoss;
-pub use mixer::{LayerState, LayerTrace};
 pub use model::{Mamba2, ModelState, ModelTrace, ScanHooks, StateNormClip};
 pub use weights::Weights;
 

@@ -399,7 +399,10 @@ mod tests {
         let mut config = tiny_config();
         config.ngroups = 2;
         let mut model = Mamba2::init(&config, 3, device).expect("valid config");
-        model.layers.swap_remove(0).mixer
+        match model.layers.swap_remove(0).mixer {
+            crate::block::Mixer::Mamba2(mixer) => mixer,
+            crate::block::Mixer::GatedDeltaNet(_) => unreachable!("a Mamba-2 config"),
+        }
     }
 
     fn grad<const D: usize>(tensor: &Tensor<D>, grads: &burn::tensor::Gradients) -> Tensor<D> {

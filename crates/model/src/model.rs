@@ -15,7 +15,8 @@ use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
 
 use crate::Mamba2Config;
-use crate::mixer::{LayerState, LayerTrace, Mixer, rms_normalize};
+use crate::block::{Block, LayerState, LayerTrace};
+use crate::mixer::rms_normalize;
 use crate::precision::{self, Precision};
 
 /// Inference-time interventions on the recurrence (paper.md section 6). Default: none.
@@ -35,6 +36,18 @@ pub struct ScanHooks {
 }
 
 impl ScanHooks {
+    /// The first intervention set here that only Mamba-2 has (RRI's λ_B scales B, which Gated
+    /// DeltaNet does not have; the exact sliding window is written for Mamba-2's scan), if any.
+    pub fn unsupported_by_gated_deltanet(&self) -> Option<&'static str> {
+        if self.rri_b.is_some_and(|v| v != 1.0) {
+            Some("rri_b")
+        } else if self.sliding_window.is_some() {
+            Some("sliding_window")
+        } else {
+            None
+        }
+    }
+
     /// Whether RRI is configured as the identity (λ_α = λ_B = 1) or off.
     pub fn rri_is_identity(&self) -> bool {
         self.rri_alpha.is_none_or(|v| v == 1.0) && self.rri_b.is_none_or(|v| v == 1.0)
@@ -129,7 +142,7 @@ impl ModelState {
         self.layers
             .iter()
             .map(|l| {
-                l.ssm_bhpn
+                l.heads()
                     .clone()
                     .square()
                     .sum_dim(3)
@@ -157,14 +170,6 @@ pub struct ModelTrace {
     pub layers: Vec<LayerTrace>,
 }
 
-/// One residual block: pre-norm, mixer.
-#[derive(Module, Debug)]
-pub struct Block {
-    /// RMSNorm weight before the mixer: [d_model].
-    pub norm_weight: Param<Tensor<1>>,
-    pub mixer: Mixer,
-}
-
 /// A Mamba-2 causal language model.
 #[derive(Module, Debug)]
 pub struct Mamba2 {
@@ -188,7 +193,7 @@ impl Mamba2 {
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
         for block in &mut self.layers {
-            block.mixer.precision = precision;
+            block.mixer.set_precision(precision);
         }
         self
     }
@@ -211,6 +216,17 @@ impl Mamba2 {
     fn norm(&self, x: Tensor<3>, weight: &Param<Tensor<1>>) -> Tensor<3> {
         let d = self.config.d_model;
         rms_normalize(x, self.config.norm_eps) * weight.val().reshape([1, 1, d])
+    }
+
+    /// The block's feed-forward half `x + mlp(norm(x))`, when it has one.
+    fn feed_forward(&self, hidden_bld: Tensor<3>, block: &Block) -> Tensor<3> {
+        match &block.mlp {
+            Some(ff) => {
+                let normed = self.norm(hidden_bld.clone(), &ff.norm_weight);
+                hidden_bld + ff.mlp.forward(normed)
+            }
+            None => hidden_bld,
+        }
     }
 
     fn head(&self, hidden_bld: Tensor<3>) -> Tensor<3> {
@@ -296,7 +312,7 @@ impl Mamba2 {
                 hooks,
                 trace.as_deref_mut().map(|t| &mut t.layers),
             );
-            hidden = hidden + out;
+            hidden = self.feed_forward(hidden + out, block);
             if let Some(trace) = trace.as_deref_mut() {
                 trace.block_outputs.push(hidden.clone());
             }
@@ -321,7 +337,7 @@ impl Mamba2 {
         for (block, layer_state) in self.layers.iter().zip(state.layers) {
             let normed: Tensor<2> = self.norm(hidden.clone(), &block.norm_weight).squeeze_dim(1);
             let (out, new_state) = block.mixer.step(normed, layer_state, hooks);
-            hidden = hidden + out.unsqueeze_dim::<3>(1);
+            hidden = self.feed_forward(hidden + out.unsqueeze_dim::<3>(1), block);
             next.push(new_state);
         }
         let mut next = ModelState {

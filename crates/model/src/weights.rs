@@ -1,12 +1,13 @@
-//! Parameters as named f32 arrays in the official `state-spaces/mamba` naming and PyTorch
-//! layouts (`Linear` weights are `[out, in]`, the conv weight is `[conv_dim, 1, d_conv]`).
+//! Parameters as named f32 arrays in their checkpoint naming (official `state-spaces/mamba`
+//! for Mamba-2, fla's for Gated DeltaNet) and PyTorch layouts (`Linear` weights are
+//! `[out, in]`, conv weights `[channels, 1, width]`), as the parameter table says.
 //!
 //! Every way a model comes into existence goes through [`Weights`]: seeded initialisation,
 //! official and Hugging Face checkpoints, forgetlab's own checkpoints. So there is one place
 //! that knows which tensor plays which role, and one check that every tensor is present with
 //! the right shape.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use burn::module::Param;
 use burn::nn::{Embedding, Linear};
@@ -14,9 +15,14 @@ use burn::prelude::*;
 use burn::tensor::Gradients;
 
 use crate::Mamba2Config;
+use crate::block::{Block, Mixer, MlpBlock};
 use crate::error::ModelError;
-use crate::mixer::Mixer;
-use crate::model::{Block, Mamba2};
+use crate::gated_deltanet::layer::GatedDeltaNet;
+use crate::gated_deltanet::mlp::Mlp;
+use crate::gated_deltanet::params as gated_deltanet_params;
+use crate::mixer::Mixer as Mamba2Mixer;
+use crate::model::Mamba2;
+use crate::params::{Layout, Naming, ParamRef, model_table};
 use crate::precision::Precision;
 
 /// One named array.
@@ -39,16 +45,6 @@ pub struct Weights {
     pub tensors: BTreeMap<String, WeightTensor>,
 }
 
-/// How a burn parameter's layout maps to the PyTorch layout of its checkpoint tensor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Layout {
-    Same,
-    /// burn `Linear` stores [in, out]; PyTorch stores [out, in].
-    Transposed,
-    /// [conv_dim, d_conv] here, [conv_dim, 1, d_conv] in PyTorch.
-    ConvWeight,
-}
-
 /// A parameter of any rank, as stored in the module.
 enum AnyTensor {
     R1(Tensor<1>),
@@ -56,6 +52,13 @@ enum AnyTensor {
 }
 
 impl AnyTensor {
+    fn of(param: ParamRef<'_>) -> Self {
+        match param {
+            ParamRef::R1(p) => AnyTensor::R1(p.val()),
+            ParamRef::R2(p) => AnyTensor::R2(p.val()),
+        }
+    }
+
     fn grad(&self, grads: &Gradients) -> Option<AnyTensor> {
         match self {
             AnyTensor::R1(t) => t.grad(grads).map(AnyTensor::R1),
@@ -81,51 +84,75 @@ impl AnyTensor {
     }
 }
 
-/// Official names of layer `i`'s tensors start with this.
-fn layer_prefix(i: usize) -> String {
-    format!("backbone.layers.{i}.")
+/// Every tensor a model of this config needs, with its PyTorch shape (the parameter table's
+/// names and shapes).
+pub fn expected_shapes(config: &Mamba2Config) -> Vec<(String, Vec<usize>)> {
+    model_table(config)
+        .into_iter()
+        .map(|spec| (spec.name, spec.shape))
+        .collect()
 }
 
-/// Every tensor a model of this config needs, with its PyTorch shape.
-pub fn expected_shapes(config: &Mamba2Config) -> Vec<(String, Vec<usize>)> {
-    let d = config.d_model;
-    let v = config.padded_vocab_size();
-    let h = config.nheads();
-    let mut out = vec![("backbone.embedding.weight".to_string(), vec![v, d])];
-    for i in 0..config.n_layer {
-        let p = layer_prefix(i);
-        out.push((format!("{p}norm.weight"), vec![d]));
-        out.push((
-            format!("{p}mixer.in_proj.weight"),
-            vec![config.d_in_proj(), d],
-        ));
-        if config.bias {
-            out.push((format!("{p}mixer.in_proj.bias"), vec![config.d_in_proj()]));
-        }
-        out.push((
-            format!("{p}mixer.conv1d.weight"),
-            vec![config.conv_dim(), 1, config.d_conv],
-        ));
-        if config.conv_bias {
-            out.push((format!("{p}mixer.conv1d.bias"), vec![config.conv_dim()]));
-        }
-        out.push((format!("{p}mixer.dt_bias"), vec![h]));
-        out.push((format!("{p}mixer.A_log"), vec![h]));
-        out.push((format!("{p}mixer.D"), vec![h]));
-        out.push((format!("{p}mixer.norm.weight"), vec![config.d_inner()]));
-        out.push((
-            format!("{p}mixer.out_proj.weight"),
-            vec![d, config.d_inner()],
-        ));
-        if config.bias {
-            out.push((format!("{p}mixer.out_proj.bias"), vec![d]));
+/// Named tensors taken one module at a time: a module's builder asks for its parameters by
+/// their table names relative to its prefix, in burn's layouts.
+pub(crate) struct Source<'a> {
+    weights: &'a mut Weights,
+    prefix: String,
+    device: &'a Device,
+}
+
+impl Source<'_> {
+    fn take(&mut self, suffix: &str) -> WeightTensor {
+        let name = format!("{}{suffix}", self.prefix);
+        self.weights
+            .tensors
+            .remove(&name)
+            .unwrap_or_else(|| panic!("{name} is present: validate() checked it"))
+    }
+
+    fn tensor<const D: usize>(&self, t: WeightTensor) -> Tensor<D> {
+        Tensor::from_data(TensorData::new(t.data, t.shape), self.device)
+    }
+
+    /// A rank-1 parameter (norm weight, bias, per-head scalar).
+    pub(crate) fn vector(&mut self, suffix: &str) -> Param<Tensor<1>> {
+        let t = self.take(suffix);
+        Param::from_tensor(self.tensor(t))
+    }
+
+    /// A rank-2 parameter stored in the same layout.
+    pub(crate) fn matrix(&mut self, suffix: &str) -> Param<Tensor<2>> {
+        let t = self.take(suffix);
+        Param::from_tensor(self.tensor(t))
+    }
+
+    /// A depthwise conv weight: PyTorch's [channels, 1, width] as [channels, width].
+    pub(crate) fn conv(&mut self, suffix: &str) -> Param<Tensor<2>> {
+        let t = self.take(suffix);
+        let (channels, width) = (t.shape[0], t.shape[2]);
+        let t = WeightTensor::new(vec![channels, width], t.data);
+        Param::from_tensor(self.tensor(t))
+    }
+
+    /// A `Linear` named `{name}.weight` (PyTorch [out, in], transposed to burn's [in, out])
+    /// and `{name}.bias` when `bias`.
+    pub(crate) fn linear(&mut self, name: &str, bias: bool) -> Linear {
+        let weight = self.take(&format!("{name}.weight"));
+        let weight: Tensor<2> = self.tensor(weight);
+        Linear {
+            weight: Param::from_tensor(weight.transpose()),
+            bias: bias.then(|| self.vector(&format!("{name}.bias"))),
         }
     }
-    out.push(("backbone.norm_f.weight".to_string(), vec![d]));
-    if !config.tie_embeddings {
-        out.push(("lm_head.weight".to_string(), vec![v, d]));
+
+    /// The same tensors under another prefix.
+    fn at(&mut self, prefix: String) -> Source<'_> {
+        Source {
+            weights: self.weights,
+            prefix,
+            device: self.device,
+        }
     }
-    out
 }
 
 impl Weights {
@@ -135,7 +162,7 @@ impl Weights {
     pub fn validate(&mut self, config: &Mamba2Config, source: &str) -> Result<(), ModelError> {
         if config.tie_embeddings
             && let Some(head) = self.tensors.remove("lm_head.weight")
-            && self.tensors.get("backbone.embedding.weight") != Some(&head)
+            && self.tensors.get(Naming::of(config.mixer).embedding) != Some(&head)
         {
             return Err(ModelError::Checkpoint {
                 origin: source.to_string(),
@@ -172,12 +199,6 @@ impl Weights {
         })
     }
 
-    fn take(&mut self, name: &str) -> WeightTensor {
-        self.tensors
-            .remove(name)
-            .unwrap_or_else(|| panic!("{name} is present: validate() checked it"))
-    }
-
     /// Builds a model on `device` (the weights must have passed [`Weights::validate`]).
     pub fn into_model(
         mut self,
@@ -186,59 +207,44 @@ impl Weights {
         source: &str,
     ) -> Result<Mamba2, ModelError> {
         self.validate(config, source)?;
-        let param1 = |t: WeightTensor| -> Param<Tensor<1>> {
-            Param::from_tensor(Tensor::from_data(TensorData::new(t.data, t.shape), device))
-        };
-        let param2 = |t: WeightTensor| -> Param<Tensor<2>> {
-            Param::from_tensor(Tensor::from_data(TensorData::new(t.data, t.shape), device))
-        };
-        let linear = |w: WeightTensor, b: Option<WeightTensor>| -> Linear {
-            let weight: Tensor<2> = Tensor::from_data(TensorData::new(w.data, w.shape), device);
-            Linear {
-                weight: Param::from_tensor(weight.transpose()),
-                bias: b.map(param1),
-            }
+        let naming = Naming::of(config.mixer);
+        let mut all = Source {
+            weights: &mut self,
+            prefix: String::new(),
+            device,
         };
         let embedding = Embedding {
-            weight: param2(self.take("backbone.embedding.weight")),
+            weight: all.matrix(naming.embedding),
         };
         let mut layers = Vec::with_capacity(config.n_layer);
         for i in 0..config.n_layer {
-            let p = layer_prefix(i);
-            let mut get = |suffix: &str| self.take(&format!("{p}{suffix}"));
-            let norm_weight = param1(get("norm.weight"));
-            let in_proj_w = get("mixer.in_proj.weight");
-            let in_proj_b = config.bias.then(|| get("mixer.in_proj.bias"));
-            let conv = get("mixer.conv1d.weight");
-            let conv_weight = param2(WeightTensor::new(
-                vec![config.conv_dim(), config.d_conv],
-                conv.data,
-            ));
-            let conv_bias = config.conv_bias.then(|| param1(get("mixer.conv1d.bias")));
-            let dt_bias = param1(get("mixer.dt_bias"));
-            let a_log = param1(get("mixer.A_log"));
-            let d = param1(get("mixer.D"));
-            let mixer_norm = param1(get("mixer.norm.weight"));
-            let out_proj_w = get("mixer.out_proj.weight");
-            let out_proj_b = config.bias.then(|| get("mixer.out_proj.bias"));
+            let layer = naming.layer(i);
+            let mut block = all.at(layer.clone());
+            let norm_weight = block.vector(naming.block_norm);
+            let mixer_prefix = format!("{layer}{}", naming.mixer);
+            let (mixer, mlp) = match config.gated_deltanet_sizes() {
+                None => {
+                    let mixer = Mamba2Mixer::from_source(config, &mut block.at(mixer_prefix));
+                    (Mixer::Mamba2(mixer), None)
+                }
+                Some(sizes) => {
+                    let dims = gated_deltanet_params::dims(config, &sizes);
+                    let mixer = GatedDeltaNet::from_source(dims, &mut block.at(mixer_prefix));
+                    let mlp = (sizes.mlp_width(config.d_model) > 0).then(|| MlpBlock {
+                        norm_weight: block.vector(naming.mlp_norm),
+                        mlp: Mlp::from_source(&mut block.at(format!("{layer}{}", naming.mlp))),
+                    });
+                    (Mixer::GatedDeltaNet(mixer), mlp)
+                }
+            };
             layers.push(Block {
                 norm_weight,
-                mixer: Mixer {
-                    in_proj: linear(in_proj_w, in_proj_b),
-                    conv_weight,
-                    conv_bias,
-                    dt_bias,
-                    a_log,
-                    d,
-                    norm_weight: mixer_norm,
-                    out_proj: linear(out_proj_w, out_proj_b),
-                    config: config.clone(),
-                    precision: Precision::F32,
-                },
+                mixer,
+                mlp,
             });
         }
-        let norm_f_weight = param1(self.take("backbone.norm_f.weight"));
-        let lm_head = (!config.tie_embeddings).then(|| linear(self.take("lm_head.weight"), None));
+        let norm_f_weight = all.vector(naming.final_norm);
+        let lm_head = (!config.tie_embeddings).then(|| all.linear("lm_head", false));
         Ok(Mamba2 {
             embedding,
             layers,
@@ -261,94 +267,21 @@ impl Weights {
     }
 }
 
+/// Every parameter of `model` by its table name, read through `read` (its value, or its
+/// gradient), in PyTorch layouts.
 fn collect(model: &Mamba2, mut read: impl FnMut(AnyTensor) -> Option<AnyTensor>) -> Weights {
+    let layouts: HashMap<String, Layout> = model_table(model.config())
+        .into_iter()
+        .map(|spec| (spec.name, spec.layout))
+        .collect();
     let mut tensors = BTreeMap::new();
-    let mut put = |name: String, value: AnyTensor, layout: Layout| {
-        if let Some(t) = read(value) {
-            tensors.insert(name, t.into_weight(layout));
+    model.visit_parameters(&mut |name, param| {
+        let layout = *layouts
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is a row of the parameter table"));
+        if let Some(t) = read(AnyTensor::of(param)) {
+            tensors.insert(name.to_string(), t.into_weight(layout));
         }
-    };
-    put(
-        "backbone.embedding.weight".into(),
-        AnyTensor::R2(model.embedding.weight.val()),
-        Layout::Same,
-    );
-    for (i, block) in model.layers.iter().enumerate() {
-        let p = layer_prefix(i);
-        let m = &block.mixer;
-        put(
-            format!("{p}norm.weight"),
-            AnyTensor::R1(block.norm_weight.val()),
-            Layout::Same,
-        );
-        put(
-            format!("{p}mixer.in_proj.weight"),
-            AnyTensor::R2(m.in_proj.weight.val()),
-            Layout::Transposed,
-        );
-        if let Some(b) = &m.in_proj.bias {
-            put(
-                format!("{p}mixer.in_proj.bias"),
-                AnyTensor::R1(b.val()),
-                Layout::Same,
-            );
-        }
-        put(
-            format!("{p}mixer.conv1d.weight"),
-            AnyTensor::R2(m.conv_weight.val()),
-            Layout::ConvWeight,
-        );
-        if let Some(b) = &m.conv_bias {
-            put(
-                format!("{p}mixer.conv1d.bias"),
-                AnyTensor::R1(b.val()),
-                Layout::Same,
-            );
-        }
-        put(
-            format!("{p}mixer.dt_bias"),
-            AnyTensor::R1(m.dt_bias.val()),
-            Layout::Same,
-        );
-        put(
-            format!("{p}mixer.A_log"),
-            AnyTensor::R1(m.a_log.val()),
-            Layout::Same,
-        );
-        put(
-            format!("{p}mixer.D"),
-            AnyTensor::R1(m.d.val()),
-            Layout::Same,
-        );
-        put(
-            format!("{p}mixer.norm.weight"),
-            AnyTensor::R1(m.norm_weight.val()),
-            Layout::Same,
-        );
-        put(
-            format!("{p}mixer.out_proj.weight"),
-            AnyTensor::R2(m.out_proj.weight.val()),
-            Layout::Transposed,
-        );
-        if let Some(b) = &m.out_proj.bias {
-            put(
-                format!("{p}mixer.out_proj.bias"),
-                AnyTensor::R1(b.val()),
-                Layout::Same,
-            );
-        }
-    }
-    put(
-        "backbone.norm_f.weight".into(),
-        AnyTensor::R1(model.norm_f_weight.val()),
-        Layout::Same,
-    );
-    if let Some(head) = &model.lm_head {
-        put(
-            "lm_head.weight".into(),
-            AnyTensor::R2(head.weight.val()),
-            Layout::Transposed,
-        );
-    }
+    });
     Weights { tensors }
 }

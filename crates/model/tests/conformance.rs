@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use forgetlab_model::checkpoint::{self, Flavor};
-use forgetlab_model::{Mamba2, ModelState, ScanHooks, Weights};
+use forgetlab_model::{LayerState, LayerTrace, Mamba2, ModelState, ScanHooks, Weights};
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/mamba2-hf-tiny")
@@ -121,7 +121,9 @@ fn intermediates_and_final_states_match_transformers() {
         1e-4,
         "norm_f_out",
     );
-    let l0 = &trace.layers[0];
+    let LayerTrace::Mamba2(l0) = &trace.layers[0] else {
+        panic!("a Mamba-2 model's trace")
+    };
     assert_within(
         values(l0.in_proj_bld.clone()),
         &io["l0.mixer.in_proj_out"],
@@ -163,6 +165,9 @@ fn assert_states_match(
     what: &str,
 ) {
     for (i, layer) in state.layers.iter().enumerate() {
+        let LayerState::Mamba2(layer) = layer else {
+            panic!("a Mamba-2 model's state")
+        };
         assert_within(
             values(layer.ssm_bhpn.clone()),
             &io[&format!("final_state.{i}.ssm")],

@@ -27,6 +27,10 @@ pub struct RunSummary {
     pub total_steps: Option<u64>,
     pub seq_len: Option<usize>,
     pub state_size: Option<u64>,
+    /// The recurrent mixer (`mamba2`, `gated-deltanet`).
+    #[serde(default)]
+    pub mixer: Option<String>,
+    /// Mamba-2's d_state (none for other mixers).
     pub d_state: Option<usize>,
     pub n_layer: Option<usize>,
     pub d_model: Option<usize>,
@@ -78,7 +82,11 @@ impl RunSummary {
                 .or_else(|| config.as_ref().map(|c| c.train.total_steps())),
             seq_len: config.as_ref().map(|c| c.train.seq_len),
             state_size: config.as_ref().map(|c| c.model.state_size().total),
-            d_state: config.as_ref().map(|c| c.model.d_state),
+            mixer: config.as_ref().map(|c| c.model.mixer.name().to_string()),
+            d_state: config
+                .as_ref()
+                .filter(|c| c.model.mixer.is_mamba2())
+                .map(|c| c.model.d_state),
             n_layer: config.as_ref().map(|c| c.model.n_layer),
             d_model: config.as_ref().map(|c| c.model.d_model),
             seed: config.as_ref().map(|c| c.seed),

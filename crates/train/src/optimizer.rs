@@ -8,26 +8,10 @@ use burn::prelude::*;
 use forgetlab_model::Mamba2;
 use forgetlab_runs::config::OptimConfig;
 
-/// Parameters that get no weight decay: A_log, D, dt_bias, every norm weight and every bias.
+/// Parameters that get no weight decay, as the model's parameter table says: norm weights,
+/// biases, the decay and step-size parameters (A_log, dt_bias) and Mamba-2's D.
 pub fn no_decay_ids(model: &Mamba2) -> Vec<ParamId> {
-    let mut ids = vec![model.norm_f_weight.id];
-    for block in &model.layers {
-        let m = &block.mixer;
-        ids.extend([
-            block.norm_weight.id,
-            m.a_log.id,
-            m.d.id,
-            m.dt_bias.id,
-            m.norm_weight.id,
-        ]);
-        ids.extend(m.conv_bias.iter().map(|p| p.id));
-        ids.extend(m.in_proj.bias.iter().map(|p| p.id));
-        ids.extend(m.out_proj.bias.iter().map(|p| p.id));
-    }
-    if let Some(head) = &model.lm_head {
-        ids.extend(head.bias.iter().map(|p| p.id));
-    }
-    ids
+    model.no_decay_ids()
 }
 
 /// AdamW over `model` with decay on weight matrices only.

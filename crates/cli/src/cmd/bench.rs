@@ -42,8 +42,9 @@ enum BenchCommand {
     /// the models of an experiment or run config (`--config`), with where a step's time goes.
     Model {
         /// An experiment file or run config: measure its models at its training lengths and
-        /// tokens per step instead of the reference configurations, and split each step's time
-        /// into the Mamba-2 layers and the rest (embedding, LM head and loss).
+        /// tokens per step instead of the reference configurations (each with its mixer and
+        /// N_S, so two mixers compare at matched state size), and split each step's time into
+        /// the layers and the rest (embedding, LM head and loss).
         #[arg(long)]
         config: Option<std::path::PathBuf>,
         /// One timed step per point and a shorter streaming run.
@@ -228,8 +229,11 @@ fn bench_points(
                 let label = run
                     .point
                     .iter()
-                    .filter(|(key, _)| key.starts_with("model."))
-                    .map(|(key, value)| format!("{}={value}", &key["model.".len()..]))
+                    .filter(|(key, _)| key.as_str() == "model" || key.starts_with("model."))
+                    .map(|(key, value)| match key.strip_prefix("model.") {
+                        Some(key) => format!("{key}={value}"),
+                        None => value.to_string(),
+                    })
                     .collect::<Vec<_>>()
                     .join(",");
                 (label, run.config)
@@ -445,13 +449,17 @@ fn print_results(results: &[BenchResult], gemm: f64, json: bool) -> Result<()> {
         println!("{}", serde_json::json!({ "gemm_gflops": gemm }));
         return Ok(());
     }
+    let width = results.iter().map(|r| r.model.len()).max().unwrap_or(5).max(5);
     println!(
-        "model  mode                 seq_len  tokens/step  tokens/s   s/step  peak RSS MiB  GFLOP/s  of GEMM"
+        "{:<width$} mixer           N_S (M)  mode                 seq_len  tokens/step  tokens/s   s/step  peak RSS MiB  GFLOP/s  of GEMM",
+        "model"
     );
     for r in results {
         println!(
-            "{:<6} {:<19} {:>8} {:>12} {:>9.0} {:>8.3} {:>13} {:>8.1} {:>7.0}%",
+            "{:<width$} {:<14} {:>8.4}  {:<19} {:>8} {:>12} {:>9.0} {:>8.3} {:>13} {:>8.1} {:>7.0}%",
             r.model,
+            r.mixer,
+            r.state_size as f64 / 1e6,
             r.mode,
             r.seq_len,
             r.tokens_per_step,
@@ -542,6 +550,8 @@ mod tests {
             seconds_per_step,
             peak_rss_mib: None,
             model_gflops_per_s: 0.0,
+            mixer: "mamba2".into(),
+            state_size: 0,
         };
         // Three layers of 0.1 s and 0.2 s outside them, against one layer and the same rest.
         let split = TimeSplit::new(&model, &result(0.5), &result(0.3));

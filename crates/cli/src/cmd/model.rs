@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use clap::{Subcommand, ValueEnum};
 use forgetlab_model::checkpoint::{self, Flavor};
+use forgetlab_model::params::Naming;
 use forgetlab_model::weights::expected_shapes;
 use forgetlab_model::{Mamba2, Mamba2Config, ScanHooks};
 use forgetlab_runs::{DirLock, RunConfig, RunDir};
@@ -183,6 +184,7 @@ fn model_config(path: &Path) -> Result<(Mamba2Config, String)> {
         Flavor::Forgetlab => "forgetlab checkpoint",
         Flavor::Official => "official state-spaces checkpoint",
         Flavor::HuggingFace => "Hugging Face checkpoint",
+        Flavor::Fla => "fla Gated DeltaNet checkpoint",
     };
     Ok((config, flavor.into()))
 }
@@ -208,17 +210,29 @@ fn info(path: &Path, json: bool) -> Result<()> {
         return Ok(());
     }
     println!("{} ({source})", path.display());
-    println!(
-        "  d_model {}  n_layer {}  d_inner {}  heads {} x headdim {}  d_state {}  ngroups {}  d_conv {}",
-        config.d_model,
-        config.n_layer,
-        config.d_inner(),
-        config.nheads(),
-        config.headdim,
-        config.d_state,
-        config.ngroups,
-        config.d_conv
-    );
+    match config.gated_deltanet_sizes() {
+        None => println!(
+            "  Mamba-2  d_model {}  n_layer {}  d_inner {}  heads {} x headdim {}  d_state {}  ngroups {}  d_conv {}",
+            config.d_model,
+            config.n_layer,
+            config.d_inner(),
+            config.nheads(),
+            config.headdim,
+            config.d_state,
+            config.ngroups,
+            config.d_conv
+        ),
+        Some(g) => println!(
+            "  Gated DeltaNet  d_model {}  n_layer {}  heads {} x d_k {} x d_v {}  MLP {}  d_conv {}",
+            config.d_model,
+            config.n_layer,
+            g.heads,
+            g.head_k_dim,
+            g.head_v_dim(),
+            g.mlp_width(config.d_model),
+            config.d_conv
+        ),
+    }
     println!(
         "  vocab {} (padded {}), tied embeddings: {}",
         config.vocab_size,
@@ -235,12 +249,14 @@ fn info(path: &Path, json: bool) -> Result<()> {
         state.total,
         state.millions()
     );
-    println!("    SSM states      {:>14}", state.ssm);
+    let recurrent = if config.mixer.is_mamba2() { "SSM states" } else { "delta-rule states" };
+    println!("    {recurrent:<18}{:>12}", state.ssm);
     println!("    conv caches     {:>14}", state.conv);
-    println!("  tensors (official names, PyTorch layouts):");
-    let layer0 = "backbone.layers.0.";
+    println!("  tensors (checkpoint names, PyTorch layouts):");
+    let naming = Naming::of(config.mixer);
+    let layer0 = naming.layer(0);
     for (name, shape) in &shapes {
-        let is_other_layer = name.starts_with("backbone.layers.") && !name.starts_with(layer0);
+        let is_other_layer = name.starts_with(naming.layers) && !name.starts_with(&layer0);
         if !is_other_layer {
             println!("    {name:<45} {shape:?}");
         }

@@ -12,7 +12,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, silu, softplus};
 
 use super::rule::{DeltaInputs, delta_chunked, delta_recurrent};
-use crate::ModelError;
+use crate::ScanHooks;
 
 /// The sizes of one layer.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -175,8 +175,9 @@ impl GatedDeltaNet {
         &self,
         x_bld: Tensor<3>,
         state: GatedDeltaNetState,
+        hooks: &ScanHooks,
     ) -> (Tensor<3>, GatedDeltaNetState) {
-        let (out_bld, state, _) = self.forward_with(x_bld, state, DeltaMode::Chunked);
+        let (out_bld, state, _) = self.forward_with(x_bld, state, hooks, DeltaMode::Chunked);
         (out_bld, state)
     }
 
@@ -185,19 +186,31 @@ impl GatedDeltaNet {
         &self,
         x_bd: Tensor<2>,
         state: GatedDeltaNetState,
+        hooks: &ScanHooks,
     ) -> (Tensor<2>, GatedDeltaNetState) {
-        let (out_b1d, state, _) =
-            self.forward_with(x_bd.unsqueeze_dim::<3>(1), state, DeltaMode::Recurrent);
+        let (out_b1d, state, _) = self.forward_with(
+            x_bd.unsqueeze_dim::<3>(1),
+            state,
+            hooks,
+            DeltaMode::Recurrent,
+        );
         (out_b1d.squeeze_dim::<2>(1), state)
     }
 
-    /// [`GatedDeltaNet::forward`] in either mode, with the segment's trace.
+    /// [`GatedDeltaNet::forward`] in either mode, with the segment's trace. Of the
+    /// interventions in `hooks`, the decay ones apply (RRI's λ_α and the step-size scale, see
+    /// [`GatedDeltaNet::log_decay`]); state-norm clipping is the model's; the others are
+    /// Mamba-2's and refused by [`ScanHooks::unsupported_by_gated_deltanet`].
     pub fn forward_with(
         &self,
         x_bld: Tensor<3>,
         state: GatedDeltaNetState,
+        hooks: &ScanHooks,
         mode: DeltaMode,
     ) -> (Tensor<3>, GatedDeltaNetState, GatedDeltaNetTrace) {
+        if let Some(setting) = hooks.unsupported_by_gated_deltanet() {
+            panic!("{setting} is a Mamba-2 intervention; callers check it first");
+        }
         let d = &self.dims;
         let [batch, len, _] = x_bld.dims();
         let (q_blc, conv_q_bkc) = conv_silu(
@@ -218,7 +231,7 @@ impl GatedDeltaNet {
         let q_blhk = q_blc.reshape([batch, len, d.heads, d.head_k_dim]);
         let k_blhk = k_blc.reshape([batch, len, d.heads, d.head_k_dim]);
         let v_blhv = v_blc.reshape([batch, len, d.heads, d.head_v_dim]);
-        let g_blh = self.log_decay(x_bld.clone());
+        let g_blh = self.log_decay(x_bld.clone(), hooks);
         let beta_blh = sigmoid(self.b_proj.forward(x_bld.clone()));
         let inputs = DeltaInputs {
             q_blhk: l2_normalize(q_blhk.clone()) * (d.head_k_dim as f64).powf(-0.5),
@@ -259,77 +272,23 @@ impl GatedDeltaNet {
         (out_bld, state, trace)
     }
 
-    /// g = log α = −exp(A_log) · softplus(a_proj(x) + dt_bias): [batch, length, heads].
-    pub fn log_decay(&self, x_bld: Tensor<3>) -> Tensor<3> {
+    /// g = log α = −exp(A_log) · s·softplus(a_proj(x) + dt_bias) + ln λ_α: [batch, length,
+    /// heads], with the step-size scale s and RRI's λ_α from `hooks` (both 1 by default).
+    pub fn log_decay(&self, x_bld: Tensor<3>, hooks: &ScanHooks) -> Tensor<3> {
         let heads = self.dims.heads;
         let a = self.a_log.val().exp().neg().reshape([1, 1, heads]);
-        softplus(
+        let mut step = softplus(
             self.a_proj.forward(x_bld) + self.dt_bias.val().reshape([1, 1, heads]),
             1.0,
-        ) * a
-    }
-
-    /// Builds the layer from tensors in fla's layout, named relative to
-    /// `model.layers.i.attn.`: `{q,k,v,a,b,g,o}_proj.weight` ([out, in]),
-    /// `{q,k,v}_conv1d.weight` ([channels, 1, conv_size]), `A_log`, `dt_bias` ([heads]) and
-    /// `o_norm.weight` ([V]). `get` returns (shape, values) or `None`.
-    pub fn from_tensors(
-        dims: GatedDeltaNetDims,
-        get: impl FnMut(&str) -> Option<(Vec<usize>, Vec<f32>)>,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let (model, keys, values) = (dims.d_model, dims.key_dim(), dims.value_dim());
-        let mut loader = Loader::new(get, device);
-        let mut conv = |name: &str, channels: usize| -> Param<Tensor<2>> {
-            let weight: Tensor<3> = loader.tensor(name, [channels, 1, dims.conv_size]);
-            Param::from_tensor(weight.reshape([channels, dims.conv_size]))
-        };
-        let (q_conv, k_conv, v_conv) = (
-            conv("q_conv1d.weight", keys),
-            conv("k_conv1d.weight", keys),
-            conv("v_conv1d.weight", values),
         );
-        let layer = Self {
-            q_proj: loader.linear("q_proj.weight", model, keys),
-            k_proj: loader.linear("k_proj.weight", model, keys),
-            v_proj: loader.linear("v_proj.weight", model, values),
-            a_proj: loader.linear("a_proj.weight", model, dims.heads),
-            b_proj: loader.linear("b_proj.weight", model, dims.heads),
-            g_proj: loader.linear("g_proj.weight", model, values),
-            o_proj: loader.linear("o_proj.weight", values, model),
-            q_conv,
-            k_conv,
-            v_conv,
-            a_log: Param::from_tensor(loader.tensor("A_log", [dims.heads])),
-            dt_bias: Param::from_tensor(loader.tensor("dt_bias", [dims.heads])),
-            o_norm: Param::from_tensor(loader.tensor("o_norm.weight", [dims.head_v_dim])),
-            dims,
-        };
-        loader.finish("Gated DeltaNet layer").map(|()| layer)
-    }
-
-    /// The parameters in fla's layout, named as [`GatedDeltaNet::from_tensors`] reads them.
-    pub fn to_tensors(&self) -> Vec<NamedTensor> {
-        let conv = |name: &str, weight: &Param<Tensor<2>>| {
-            let mut named = NamedTensor::of(name, weight.val());
-            named.shape.insert(1, 1);
-            named
-        };
-        vec![
-            linear_tensor("q_proj.weight", &self.q_proj),
-            linear_tensor("k_proj.weight", &self.k_proj),
-            linear_tensor("v_proj.weight", &self.v_proj),
-            linear_tensor("a_proj.weight", &self.a_proj),
-            linear_tensor("b_proj.weight", &self.b_proj),
-            linear_tensor("g_proj.weight", &self.g_proj),
-            linear_tensor("o_proj.weight", &self.o_proj),
-            conv("q_conv1d.weight", &self.q_conv),
-            conv("k_conv1d.weight", &self.k_conv),
-            conv("v_conv1d.weight", &self.v_conv),
-            NamedTensor::of("A_log", self.a_log.val()),
-            NamedTensor::of("dt_bias", self.dt_bias.val()),
-            NamedTensor::of("o_norm.weight", self.o_norm.val()),
-        ]
+        if let Some(scale) = hooks.dt_scale {
+            step = step * scale;
+        }
+        let mut g = step * a;
+        if let Some(lambda) = hooks.rri_alpha {
+            g = g + lambda.ln();
+        }
+        g
     }
 }
 
@@ -363,88 +322,4 @@ pub fn l2_normalize<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 pub fn rms_normalize<const D: usize>(x: Tensor<D>, eps: f64) -> Tensor<D> {
     let rstd = (x.clone().square().mean_dim(D - 1) + eps).sqrt().recip();
     x * rstd
-}
-
-/// A parameter in fla's layout, for export.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NamedTensor {
-    /// The name relative to the module (e.g. `q_proj.weight`).
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub values: Vec<f32>,
-}
-
-impl NamedTensor {
-    fn of<const D: usize>(name: &str, tensor: Tensor<D>) -> Self {
-        let data = tensor.into_data();
-        Self {
-            name: name.to_string(),
-            shape: data.shape().to_vec(),
-            values: data
-                .convert::<f32>()
-                .try_into_vec()
-                .expect("float parameters convert to f32"),
-        }
-    }
-}
-
-/// A bias-free Linear's weight in PyTorch's [out, in] layout (burn stores [in, out]).
-pub(super) fn linear_tensor(name: &str, linear: &Linear) -> NamedTensor {
-    NamedTensor::of(name, linear.weight.val().transpose())
-}
-
-/// Reads named tensors, recording missing and misshaped ones (zeros stand in for them).
-pub(super) struct Loader<'a, F> {
-    get: F,
-    device: &'a Device,
-    missing: Vec<String>,
-    misshaped: Vec<String>,
-}
-
-impl<'a, F: FnMut(&str) -> Option<(Vec<usize>, Vec<f32>)>> Loader<'a, F> {
-    pub(super) fn new(get: F, device: &'a Device) -> Self {
-        Self {
-            get,
-            device,
-            missing: Vec::new(),
-            misshaped: Vec::new(),
-        }
-    }
-
-    pub(super) fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Tensor<D> {
-        match (self.get)(name) {
-            None => self.missing.push(name.to_string()),
-            Some((got, values))
-                if got != shape || values.len() != shape.iter().product::<usize>() =>
-            {
-                self.misshaped
-                    .push(format!("{name} {got:?} (expected {shape:?})"));
-            }
-            Some((_, values)) => {
-                return Tensor::from_data(TensorData::new(values, shape), self.device);
-            }
-        }
-        Tensor::zeros(shape, self.device)
-    }
-
-    /// A bias-free Linear from a PyTorch [out, in] weight.
-    pub(super) fn linear(&mut self, name: &str, d_in: usize, d_out: usize) -> Linear {
-        let weight: Tensor<2> = self.tensor(name, [d_out, d_in]);
-        Linear {
-            weight: Param::from_tensor(weight.transpose()),
-            bias: None,
-        }
-    }
-
-    pub(super) fn finish(self, origin: &str) -> Result<(), ModelError> {
-        if self.missing.is_empty() && self.misshaped.is_empty() {
-            return Ok(());
-        }
-        Err(ModelError::TensorMismatch {
-            origin: origin.to_string(),
-            missing: self.missing,
-            misshaped: self.misshaped,
-            unexpected: Vec::new(),
-        })
-    }
 }
