@@ -15,6 +15,13 @@
 //! "model.d_state" = 32
 //! ```
 //!
+//! One experiment can hold both mixers: a linked axis whose values are whole model variants,
+//! `model = [{ d_state = 4, headdim = 16 }, { mixer = "gated-deltanet", gated_deltanet = {
+//! heads = 2, head_k_dim = 16 } }]`, over a base that leaves Mamba-2's own keys at their
+//! defaults (a Gated DeltaNet config refuses them changed). Run names then lead with the mixer
+//! (`mixer-mamba2_d_state-4_...`, `mixer-gated-deltanet_heads-2_...`) and leave Mamba-2's keys
+//! out of Gated DeltaNet runs, where they would only repeat defaults the run does not use.
+//!
 //! Expansion works on the TOML tree of `[base]`: each assignment is set at its dotted key, then
 //! the tree is deserialised and validated as a run config. So an axis can reach any key a run
 //! file has, and a mistake is reported against the axis value or point that caused it, with
@@ -23,7 +30,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use forgetlab_runs::config::{invalid_in, parse};
+use forgetlab_runs::config::{MAMBA2_ONLY_KEYS, MixerKind, invalid_in, parse};
 use forgetlab_runs::{ConfigError, ExperimentDir, FitConfig, Invalid, RunConfig};
 use serde::Deserialize;
 use toml::{Table, Value};
@@ -120,7 +127,14 @@ struct Axis {
 }
 
 /// Keys that get a short label in run names.
-const LABELS: &[(&str, &str)] = &[("train.seq_len", "len"), ("train.segment_len", "seg")];
+const LABELS: &[(&str, &str)] = &[
+    ("train.seq_len", "len"),
+    ("train.segment_len", "seg"),
+    ("model.gated_deltanet.intermediate_size", "mlp"),
+];
+
+/// The key that chooses a model's mixer.
+const MIXER_KEY: &str = "model.mixer";
 
 /// Longest run name accepted (file systems allow 255 bytes per component).
 const MAX_NAME_LEN: usize = 200;
@@ -262,14 +276,23 @@ impl Experiment {
         })?;
         let mut point = Vec::new();
         let mut parts = Vec::new();
+        let mixer = config.model.mixer;
         for key in &self.varied_keys {
-            if let Some(value) = get_dotted(&resolved, key) {
+            if !names_this_mixer(key, mixer) {
+                continue;
+            }
+            // The default mixer is left out of written configs; a plan that varies the mixer
+            // still names it in every run.
+            let value = get_dotted(&resolved, key)
+                .cloned()
+                .or_else(|| (key == MIXER_KEY).then(|| Value::from(mixer.name())));
+            if let Some(value) = value {
                 parts.push(format!(
                     "{}-{}",
                     label_of(key, &self.varied_keys),
-                    name_value(value)
+                    name_value(&value)
                 ));
-                point.push((key.clone(), value.clone()));
+                point.push((key.clone(), value));
             }
         }
         let name = if parts.is_empty() {
@@ -576,18 +599,43 @@ fn check_axes_disjoint(axes: &[Axis], source: &str, path: &Path) -> Result<(), S
     Ok(())
 }
 
+/// The varied keys in run-name order: axes in file order, then the points' keys; within one
+/// axis (or point) the mixer leads, so a two-mixer plan's names start with what the model is.
 fn varied_keys(axes: &[Axis], points: &[Vec<Assignment>]) -> Vec<String> {
     let mut keys: Vec<String> = Vec::new();
-    let all = axes
+    let groups = axes
         .iter()
-        .flat_map(|a| a.values.iter().flatten())
-        .chain(points.iter().flatten());
-    for a in all {
-        if !keys.contains(&a.key) {
-            keys.push(a.key.clone());
+        .map(|a| a.values.iter().flatten().collect::<Vec<_>>())
+        .chain(points.iter().map(|p| p.iter().collect()));
+    for group in groups {
+        let mut group_keys: Vec<&str> = Vec::new();
+        for a in group {
+            if !group_keys.contains(&a.key.as_str()) {
+                group_keys.push(&a.key);
+            }
+        }
+        if let Some(i) = group_keys.iter().position(|k| *k == MIXER_KEY) {
+            let mixer = group_keys.remove(i);
+            group_keys.insert(0, mixer);
+        }
+        for key in group_keys {
+            if !keys.iter().any(|k| k == key) {
+                keys.push(key.to_string());
+            }
         }
     }
     keys
+}
+
+/// Whether `key` says something about a run of `mixer`: Mamba-2's own sizes are only defaults
+/// in a Gated DeltaNet run (validation keeps them there), so naming it by them would mislabel it.
+fn names_this_mixer(key: &str, mixer: MixerKind) -> bool {
+    match (mixer, key.strip_prefix("model.")) {
+        (MixerKind::Mamba2, _) | (_, None) => true,
+        (_, Some(model_key)) => !MAMBA2_ONLY_KEYS
+            .iter()
+            .any(|k| model_key == *k || model_key.starts_with(&format!("{k}."))),
+    }
 }
 
 /// Every combination of axis values, first axis slowest.

@@ -6,6 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::BASE;
+use forgetlab_runs::config::MixerKind;
 use forgetlab_runs::{ConfigError, RunConfig};
 use forgetlab_sweep::plan::{plan_json, plan_text};
 use forgetlab_sweep::{Experiment, RunOrigin, SweepError};
@@ -493,4 +494,170 @@ fn paper_grid_is_the_paper_recipe() {
     assert_eq!(e.runs[0].name, "d_model-512_n_layer-8_len-1024_seed-0");
     assert_eq!(e.slurm.gpus_per_task, Some(1));
     assert_eq!(e.slurm.signal_seconds(), 90);
+}
+
+/// A base that leaves Mamba-2's own keys at their defaults, so a Gated DeltaNet variant of it
+/// validates.
+const TWO_MIXER_BASE: &str = r#"[base]
+seed = 0
+
+[base.model]
+d_model = 16
+n_layer = 1
+vocab_size = 64
+
+[base.data]
+train = ["data/none/*.jsonl"]
+tokenizer = "data/none/tok.json"
+
+[base.train]
+seq_len = 16
+tokens_per_step = 64
+total_tokens = 320
+"#;
+
+fn two_mixers(sweep: &str) -> String {
+    format!("[experiment]\nname = \"two\"\n\n{TWO_MIXER_BASE}\n{sweep}")
+}
+
+#[test]
+fn one_experiment_holds_both_mixers_with_names_that_say_which() {
+    let text = two_mixers(
+        "[sweep]\nmodel = [\n  { d_state = 4, headdim = 8 },\n  { gated_deltanet = { heads = 2, head_k_dim = 8, expand_v = 1.0, intermediate_size = 0 }, mixer = \"gated-deltanet\" },\n]\n\"train.seq_len\" = [16, 32]\n",
+    );
+    let e = parse(&text).unwrap();
+    assert_eq!(
+        names(&e),
+        [
+            "mixer-mamba2_d_state-4_headdim-8_len-16",
+            "mixer-mamba2_d_state-4_headdim-8_len-32",
+            "mixer-gated-deltanet_expand_v-1_head_k_dim-8_heads-2_mlp-0_len-16",
+            "mixer-gated-deltanet_expand_v-1_head_k_dim-8_heads-2_mlp-0_len-32",
+        ]
+    );
+    // The mixer leads the varied keys although the file writes it last; a nested table's
+    // keys follow in name order.
+    assert_eq!(e.varied_keys[0], "model.mixer");
+    let (mamba, gdn) = (&e.runs[0].config.model, &e.runs[2].config.model);
+    assert_eq!(mamba.mixer, MixerKind::Mamba2);
+    assert_eq!((mamba.d_state, mamba.headdim), (4, 8));
+    assert!(mamba.gated_deltanet.is_none());
+    assert_eq!(gdn.mixer, MixerKind::GatedDeltaNet);
+    let sizes = gdn.gated_deltanet_sizes().unwrap();
+    assert_eq!(
+        (
+            sizes.heads,
+            sizes.head_k_dim,
+            sizes.head_v_dim(),
+            sizes.intermediate_size
+        ),
+        (2, 8, 8, Some(0))
+    );
+    // Nested tables merge into the base: the shared keys come from it.
+    assert_eq!((gdn.d_model, gdn.n_layer, gdn.vocab_size), (16, 1, 64));
+    // N_S = n_layer (H d_k d_v + (2 H d_k + H d_v)(d_conv - 1)).
+    assert_eq!(gdn.state_size().total, 2 * 8 * 8 + (2 * 16 + 16) * 3);
+    // The point records the mixer of every run, and no Mamba-2 size for Gated DeltaNet.
+    let point =
+        |i: usize| -> Vec<&str> { e.runs[i].point.iter().map(|(k, _)| k.as_str()).collect() };
+    assert_eq!(
+        point(0),
+        [
+            "model.mixer",
+            "model.d_state",
+            "model.headdim",
+            "train.seq_len"
+        ]
+    );
+    assert_eq!(e.runs[0].point[0].1.as_str(), Some("mamba2"));
+    assert!(!point(2).contains(&"model.d_state") && !point(2).contains(&"model.headdim"));
+    // The plan lists both, each with its own N_S; the JSON plan reads back as the same configs.
+    let plan = plan_text(&e, Path::new("runs"));
+    assert!(plan.contains(&gdn.state_size().total.to_string()), "{plan}");
+    for (line, run) in plan_json(&e, Path::new("runs")).lines().zip(&e.runs) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let back: RunConfig = serde_json::from_value(v["config"].clone()).unwrap();
+        assert_eq!(&back, &run.config);
+        RunConfig::from_toml_str(&run.config.to_toml()).unwrap();
+    }
+}
+
+#[test]
+fn a_mamba2_size_in_the_base_of_a_two_mixer_plan_names_the_key_and_the_point() {
+    let text = two_mixers(
+        "[sweep]\nmodel = [{ headdim = 8 }, { mixer = \"gated-deltanet\", gated_deltanet = { heads = 2, head_k_dim = 8 } }]\n",
+    )
+    .replace("d_model = 16", "d_model = 16\nd_state = 4");
+    let (line, key, msg) = located(parse(&text).unwrap_err());
+    assert_eq!(key.as_deref(), Some("model.d_state"), "{msg}");
+    assert_eq!(line, Some(line_of(&text, "d_state = 4")), "{msg}");
+    assert!(
+        msg.contains("gated-deltanet") && msg.contains("grid point 1"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn single_mixer_names_are_unchanged_and_an_explicit_mamba2_is_named() {
+    // A plan that never names the mixer keeps its names.
+    let e = parse(&experiment("[sweep]\n\"model.d_state\" = [4, 8]\n")).unwrap();
+    assert_eq!(names(&e), ["d_state-4", "d_state-8"]);
+    // Varying only the mixer: both runs say which one they are.
+    let e = parse(&two_mixers(
+        "[sweep]\nmodel = [{ mixer = \"mamba2\", headdim = 8 }, { mixer = \"gated-deltanet\", gated_deltanet = { heads = 2, head_k_dim = 8 } }]\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        names(&e),
+        [
+            "mixer-mamba2_headdim-8",
+            "mixer-gated-deltanet_head_k_dim-8_heads-2"
+        ]
+    );
+}
+
+#[test]
+fn law_two_mixers_matches_state_sizes_across_mixers() {
+    let e = shipped("law-two-mixers.toml");
+    assert_eq!(e.runs.len(), 24);
+    let law_on_cpu = shipped("law-on-cpu.toml");
+    let reference = &law_on_cpu.runs[0].config;
+    let mut sizes: std::collections::BTreeMap<MixerKind, std::collections::BTreeSet<u64>> =
+        Default::default();
+    for r in &e.runs {
+        let c = &r.config;
+        let mixer = c.model.mixer;
+        assert!(
+            r.name.starts_with(&format!("mixer-{}_", mixer.name())),
+            "{}",
+            r.name
+        );
+        sizes
+            .entry(mixer)
+            .or_default()
+            .insert(c.model.state_size().total);
+        // law-on-cpu's task, budget, optimiser and evaluation; 2 layers of width 64.
+        assert_eq!((c.model.d_model, c.model.n_layer), (64, 2));
+        assert_eq!(c.model.a_init_range, reference.model.a_init_range);
+        assert_eq!(c.data, reference.data, "{}", r.name);
+        assert_eq!(c.optim, reference.optim);
+        assert_eq!(c.eval, reference.eval);
+        assert_eq!(
+            (c.train.total_tokens, c.train.tokens_per_step),
+            (
+                reference.train.total_tokens,
+                reference.train.tokens_per_step
+            )
+        );
+        if let Some(g) = c.model.gated_deltanet_sizes() {
+            assert_eq!(g.mlp_width(c.model.d_model), 0, "blocks without an MLP");
+        }
+    }
+    let mamba: Vec<u64> = sizes[&MixerKind::Mamba2].iter().copied().collect();
+    let gdn: Vec<u64> = sizes[&MixerKind::GatedDeltaNet].iter().copied().collect();
+    assert_eq!(mamba, [1572, 3180, 6396]);
+    assert_eq!(gdn, [1600, 3200, 6400]);
+    for (m, g) in mamba.iter().zip(&gdn) {
+        assert!((*g as f64 / *m as f64 - 1.0).abs() < 0.02, "{m} vs {g}");
+    }
 }

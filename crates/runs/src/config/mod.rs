@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 pub use diff::ConfigChange;
 pub use fit::FitConfig;
 pub use locate::line_of;
-pub use model::{GatedDeltaNetConfig, MixerKind, ModelConfig, StateSize};
+pub use model::{GatedDeltaNetConfig, MAMBA2_ONLY_KEYS, MixerKind, ModelConfig, StateSize};
 pub use run::{
     DataConfig, DiagnosticsConfig, DiagnosticsPrompt, EvalConfig, EvalText, Mitigation,
     OptimConfig, Packing, PasskeyConfig, Precision, RecallRule, RunConfig, Schedule, StatePassing,

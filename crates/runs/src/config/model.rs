@@ -83,8 +83,10 @@ pub struct ModelConfig {
     pub gated_deltanet: Option<GatedDeltaNetConfig>,
 }
 
-/// Which recurrent mixer a model's blocks run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Which recurrent mixer a model's blocks run (ordered as reports list them).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub enum MixerKind {
     /// Mamba-2's selective SSM (state-spaces/mamba): forgets by a scalar decay per head.
     #[default]
@@ -96,7 +98,30 @@ pub enum MixerKind {
     GatedDeltaNet,
 }
 
+/// `[model]` keys that only Mamba-2 reads. A Gated DeltaNet config must leave them at their
+/// defaults, and a sweep names its Gated DeltaNet runs without them.
+pub const MAMBA2_ONLY_KEYS: &[&str] = &[
+    "d_state",
+    "headdim",
+    "expand",
+    "ngroups",
+    "dt_limit",
+    "conv_bias",
+    "bias",
+];
+
 impl MixerKind {
+    /// Every mixer, in the order reports list them.
+    pub const ALL: [MixerKind; 2] = [MixerKind::Mamba2, MixerKind::GatedDeltaNet];
+
+    /// The name readers see in figures and reports: "Mamba-2", "Gated DeltaNet".
+    pub fn label(&self) -> &'static str {
+        match self {
+            MixerKind::Mamba2 => "Mamba-2",
+            MixerKind::GatedDeltaNet => "Gated DeltaNet",
+        }
+    }
+
     /// Whether this is the default mixer (its key is then left out of written configs, so
     /// Mamba-2 configs read and hash as they did before there was a choice).
     pub fn is_mamba2(&self) -> bool {
@@ -464,6 +489,12 @@ impl ModelConfig {
             ("conv_bias", self.conv_bias != defaults.conv_bias),
             ("bias", self.bias != defaults.bias),
         ];
+        debug_assert!(
+            mamba2_only
+                .iter()
+                .map(|(k, _)| *k)
+                .eq(MAMBA2_ONLY_KEYS.iter().copied())
+        );
         if let Some((key, _)) = mamba2_only.iter().find(|(_, changed)| *changed) {
             return Err(Invalid::new(
                 format!("model.{key}"),
