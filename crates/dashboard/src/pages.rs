@@ -352,19 +352,21 @@ pub fn law_fragment(view: &ExperimentView) -> Markup {
 }
 
 fn law_details(law: &LawReport) -> Markup {
+    let several = law.has_several_mixers();
     html! {
         ul #law-fits { @for line in crate::report::law_text(law) { li { (line) } } }
         div.scroll {
             table.data #law-points {
-                thead { tr { th.num { "N_S" } th.num { "SSM part" } th { "lengths tried" } th.num { "T_forget" } th.num { "T_recall" } th { "note" } } }
+                thead { tr { @if several { th { "mixer" } } th.num { "N_S" } th.num { "SSM part" } th { "lengths tried" } th.num { "T_forget" } th.num { "T_recall" } th { "note" } } }
                 tbody {
                     @for p in &law.forget_points {
                         tr {
+                            @if several { td { (crate::report::mixer_text(p.mixer)) } }
                             td.num { (state_size_text(p.state_size)) }
                             td.num { (p.ssm_state_size.map_or("–".into(), state_size_text)) }
                             td { @for (l, v) in p.lengths.iter().zip(&p.verdicts) { (fmt_length(*l as f64)) (verdict_mark(*v)) " " } }
                             td.num { (crate::report::forget_cell(p)) }
-                            td.num { (crate::report::recall_cell(law, p.state_size)) }
+                            td.num { (crate::report::recall_cell(law, p)) }
                             td.wrap.note { (p.note) }
                         }
                     }

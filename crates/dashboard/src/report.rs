@@ -19,6 +19,7 @@ use forgetlab_plot::TrainingChart;
 use forgetlab_plot::TrainingOptions;
 use forgetlab_plot::format::{fmt_fixed, fmt_length, fmt_sig};
 use forgetlab_runs::ExperimentDir;
+use forgetlab_runs::config::MixerKind;
 use forgetlab_runs::results::{
     Censoring, Estimate, ExponentialFit, ForgetPoint, LawReport, LinearFit, RecallShape, Retrieval,
 };
@@ -416,6 +417,24 @@ fn recall_text(e: Option<&ExponentialFit>, shape: Option<&RecallShape>, label: &
 /// The fitted laws in sentences: the primary T_forget line first, the other beside it, the
 /// SSM-only fits, the T_recall law (or why k is not identifiable), the paper's.
 pub(crate) fn law_text(law: &LawReport) -> Vec<String> {
+    if law.has_several_mixers() {
+        // Each mixer's sentences under its name; the paper's (a Mamba-2 law) once, at the end.
+        let mut lines = Vec::new();
+        let mut paper = Vec::new();
+        for (view, m) in law.per_mixer().iter().zip(&law.mixers) {
+            for line in law_text(view) {
+                if line.starts_with("Paper: ") {
+                    if !paper.contains(&line) {
+                        paper.push(line);
+                    }
+                } else {
+                    lines.push(format!("{}: {line}", m.mixer.label()));
+                }
+            }
+        }
+        lines.extend(paper.into_iter().map(|l| format!("{l} (Mamba-2)")));
+        return lines;
+    }
     let mut lines = Vec::new();
     match law.primary_linear() {
         Some(f) => {
@@ -483,12 +502,12 @@ fn estimate_text(estimate: Option<Estimate>, recall: bool) -> String {
     format!("{mark}{}", fmt_length(e.tokens as f64))
 }
 
-/// T_recall of a state size as text, with how it was measured.
-pub(crate) fn recall_cell(law: &LawReport, state_size: u64) -> String {
+/// T_recall of a T_forget point's state size (and mixer) as text, with how it was measured.
+pub(crate) fn recall_cell(law: &LawReport, point: &ForgetPoint) -> String {
     let Some(r) = law
         .recall_points
         .iter()
-        .find(|r| r.state_size == state_size)
+        .find(|r| r.state_size == point.state_size && r.mixer == point.mixer)
     else {
         return "–".into();
     };
@@ -508,6 +527,11 @@ pub(crate) fn recall_cell(law: &LawReport, state_size: u64) -> String {
             text
         }
     }
+}
+
+/// A point's mixer as readers know it (points without one are Mamba-2's).
+pub(crate) fn mixer_text(mixer: Option<MixerKind>) -> &'static str {
+    mixer.unwrap_or_default().label()
 }
 
 /// T_forget of a point as text, with how it was measured.
@@ -546,6 +570,7 @@ fn law_section(
         None => {}
         Some(law) => {
             doc.list(&law_text(law));
+            let several = law.has_several_mixers();
             let rows = law
                 .forget_points
                 .iter()
@@ -564,27 +589,32 @@ fn law_section(
                         })
                         .collect::<Vec<_>>()
                         .join(" ");
-                    vec![
+                    let mut row = vec![
                         Cell::from(state_size_text(p.state_size)),
                         Cell::from(p.ssm_state_size.map_or("–".into(), state_size_text)),
                         Cell::from(tried),
                         Cell::from(forget_cell(p)),
-                        Cell::from(recall_cell(law, p.state_size)),
+                        Cell::from(recall_cell(law, p)),
                         Cell::from(p.note.clone()),
-                    ]
+                    ];
+                    if several {
+                        row.insert(0, Cell::from(mixer_text(p.mixer)));
+                    }
+                    row
                 })
                 .collect();
-            doc.table(
-                &[
-                    "N_S",
-                    "SSM part",
-                    "lengths tried",
-                    "T_forget",
-                    "T_recall",
-                    "note",
-                ],
-                rows,
-            );
+            let mut header = vec![
+                "N_S",
+                "SSM part",
+                "lengths tried",
+                "T_forget",
+                "T_recall",
+                "note",
+            ];
+            if several {
+                header.insert(0, "mixer");
+            }
+            doc.table(&header, rows);
             if !law.notes.is_empty() {
                 doc.h3("Fit notes");
                 doc.list(&law.notes);
@@ -826,6 +856,104 @@ fn run_sections(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two mixers: each fit sentence under its mixer's name, the paper's once; each T_recall
+    /// cell from its own mixer's point even at the same N_S.
+    #[test]
+    fn two_mixer_laws_are_told_apart() {
+        use forgetlab_runs::results::{MixerLaw, PAPER_FORGET_LINE, PAPER_RECALL_LAW, RecallPoint};
+        let fit = |a: f64| LinearFit {
+            a,
+            b: 0.0,
+            r2: 1.0,
+            n: 3,
+            a_ci: (a, a),
+            b_ci: (0.0, 0.0),
+            with_origin: true,
+            band: vec![],
+            confidence: 0.95,
+        };
+        let point = |mixer| ForgetPoint {
+            mixer: Some(mixer),
+            state_size: 2000,
+            ssm_state_size: Some(1000),
+            lengths: vec![128, 256],
+            verdicts: vec![Some(false), Some(true)],
+            t_forget: Some(256),
+            bracketed: true,
+            estimate: Some(Estimate {
+                tokens: 256,
+                kind: Censoring::Exact,
+            }),
+            note: String::new(),
+        };
+        let recall = |mixer, tokens| RecallPoint {
+            mixer: Some(mixer),
+            state_size: 2000,
+            ssm_state_size: Some(1000),
+            run: "r".into(),
+            t_recall: Some(tokens),
+            passkey_ran: Some(true),
+            lengths: vec![tokens, 8192],
+            estimate: Some(Estimate {
+                tokens,
+                kind: Censoring::Exact,
+            }),
+            retrieval: Retrieval::ZeroShot,
+        };
+        let mixer_law = |mixer, a, tokens| MixerLaw {
+            mixer,
+            forget_points: vec![point(mixer)],
+            linear: None,
+            linear_with_origin: Some(fit(a)),
+            recall_points: vec![recall(mixer, tokens)],
+            exponential: None,
+            recall_shape: None,
+            ssm_only: None,
+        };
+        let mixers = vec![
+            mixer_law(MixerKind::Mamba2, 4.0, 512),
+            mixer_law(MixerKind::GatedDeltaNet, 2.0, 1024),
+        ];
+        let law = LawReport {
+            experiment: "two".into(),
+            forget_points: mixers
+                .iter()
+                .flat_map(|m| m.forget_points.clone())
+                .collect(),
+            linear: None,
+            linear_with_origin: None,
+            primary_with_origin: true,
+            recall_points: mixers
+                .iter()
+                .flat_map(|m| m.recall_points.clone())
+                .collect(),
+            exponential: None,
+            recall_shape: None,
+            ssm_only: None,
+            paper_linear: PAPER_FORGET_LINE,
+            paper_exponential: PAPER_RECALL_LAW,
+            notes: vec![],
+            mixers,
+        };
+        let lines = law_text(&law);
+        assert!(lines[0].starts_with("Mamba-2: Fit"), "{lines:?}");
+        assert!(
+            lines.iter().any(|l| l.starts_with("Gated DeltaNet: Fit")),
+            "{lines:?}"
+        );
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.starts_with("Paper: T_forget"))
+                .count(),
+            1,
+            "{lines:?}"
+        );
+        assert_eq!(recall_cell(&law, &law.forget_points[0]), "512");
+        assert_eq!(recall_cell(&law, &law.forget_points[1]), "1K");
+        assert_eq!(mixer_text(None), "Mamba-2");
+    }
 
     #[test]
     fn utc_dates() {

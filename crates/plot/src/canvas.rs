@@ -81,6 +81,8 @@ pub(crate) enum Dash {
 pub(crate) enum Marker {
     Dot,
     Ring,
+    /// A filled square: a second family of points beside dots (a second mixer).
+    Square,
     /// Hollow triangle pointing down: an upper bound.
     Below,
     /// Hollow triangle pointing up: a lower bound.
@@ -613,6 +615,13 @@ fn draw_markers(
                     + Circle::new((0, 0), s, stroke(color, 1.0, 2))
             }))?;
         }
+        Marker::Square => {
+            chart.draw_series(points.iter().map(|&p| {
+                EmptyElement::at(p)
+                    + Rectangle::new([(-s, -s), (s, s)], color.filled())
+                    + Rectangle::new([(-s, -s), (s, s)], stroke(WHITE, 1.0, 1))
+            }))?;
+        }
         Marker::Below | Marker::Above => {
             let t = s + 2;
             let tri = if marker == Marker::Below {
@@ -661,6 +670,10 @@ fn draw_legend_item(
             match marker {
                 Marker::Dot => area.draw(&Circle::new(c, 4, item.color.filled()))?,
                 Marker::Ring => area.draw(&Circle::new(c, 4, stroke(item.color, 1.0, 2)))?,
+                Marker::Square => area.draw(&Rectangle::new(
+                    [(c.0 - 4, c.1 - 4), (c.0 + 4, c.1 + 4)],
+                    item.color.filled(),
+                ))?,
                 Marker::Below | Marker::Above => {
                     let t = 6;
                     let pts = if marker == Marker::Below {

@@ -7,12 +7,18 @@
 //! are positive over the data's range: at tiny N_S they predict negative lengths, and a line
 //! far below the axis compares nothing.
 //!
+//! An experiment of several mixers is one figure with one law per mixer: each mixer its own
+//! colour, point shape and legend entries ("Mamba-2", "Gated DeltaNet"), its own line and band,
+//! so the two laws can be compared where they are drawn and never read as one.
+//!
 //! Units are the paper's (and `law.json`'s): x in millions of state scalars, y in K = 1024
 //! tokens.
 
+use forgetlab_runs::config::MixerKind;
 use forgetlab_runs::results::{
     Censoring, ForgetPoint, LawReport, LinearFit, RecallPoint, RecallShape, Retrieval,
 };
+use plotters::style::RGBColor;
 
 use crate::axis::{AxisSpec, Scale, TickFormat};
 use crate::canvas::{Layer, Marker, Plot, render};
@@ -130,9 +136,17 @@ fn bracket_low(p: &ForgetPoint, t: usize) -> Option<usize> {
 /// bootstrap band, the other dashed beside it; the paper's line `T[K] = 5.172 N_S[M] − 4.469`
 /// where it is positive.
 pub fn law_chart(law: &LawReport) -> String {
+    if law.has_several_mixers() {
+        return mixers_law_chart(law);
+    }
     let mut plot = Plot::new(
         "law-forget",
-        format!("T_forget vs state size · {}", law.experiment),
+        format!(
+            "T_forget vs state size · {}{}",
+            law.experiment,
+            law.mixer()
+                .map_or(String::new(), |m| format!(" · {}", m.label()))
+        ),
         AxisSpec::new(
             "state size N_S (millions of scalars)",
             Scale::Linear,
@@ -278,6 +292,146 @@ pub fn law_chart(law: &LawReport) -> String {
     render(&plot)
 }
 
+/// How one mixer's points and lines look when several share a chart: its own colour and
+/// point shape, so the two laws stay apart in print without colour too.
+fn mixer_style(mixer: MixerKind) -> (RGBColor, Marker) {
+    match mixer {
+        MixerKind::Mamba2 => (series_color(0), Marker::Dot),
+        MixerKind::GatedDeltaNet => (series_color(1), Marker::Square),
+    }
+}
+
+/// T_forget vs N_S of an experiment with several mixers: each mixer's points (its own colour
+/// and shape; bounds as open triangles in its colour), its primary line with its band, and
+/// the paper's line once. Lines are never drawn across mixers.
+fn mixers_law_chart(law: &LawReport) -> String {
+    let mut plot = Plot::new(
+        "law-forget",
+        format!(
+            "T_forget vs state size · {} · {}",
+            law.experiment,
+            law.mixers
+                .iter()
+                .map(|m| m.mixer.label())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ),
+        AxisSpec::new(
+            "state size N_S (millions of scalars)",
+            Scale::Linear,
+            TickFormat::Number,
+        )
+        .with_zero(),
+        AxisSpec::new("T_forget (K tokens)", Scale::Linear, TickFormat::Number).with_zero(),
+    );
+    plot.empty_reason =
+        "no state size has a T_forget yet (no determined verdict, or none evaluated)".to_string();
+    let all_x = law
+        .forget_points
+        .iter()
+        .filter(|p| p.estimate.is_some())
+        .map(|p| p.state_size as f64 / SCALARS_PER_M);
+    let range = x_range(all_x);
+    let x_end = range.map_or(1.0, |r| r.1);
+    let mut subtitle = Vec::new();
+    let mut markers = Vec::new();
+    for (view, mixer) in law
+        .per_mixer()
+        .iter()
+        .zip(law.mixers.iter().map(|m| m.mixer))
+    {
+        let name = mixer.label();
+        let (color, marker) = mixer_style(mixer);
+        let (mut exact, mut upper, mut lower) = (Vec::new(), Vec::new(), Vec::new());
+        for p in &view.forget_points {
+            let Some(e) = p.estimate else { continue };
+            let x = p.state_size as f64 / SCALARS_PER_M;
+            let y = e.tokens as f64 / TOKENS_PER_K;
+            match e.kind {
+                Censoring::Exact => {
+                    exact.push((x, y));
+                    if let Some(low) = bracket_low(p, e.tokens) {
+                        plot.layers.push(
+                            Layer::line(vec![(x, low as f64 / TOKENS_PER_K), (x, y)], color)
+                                .width(1)
+                                .opacity(0.6),
+                        );
+                    }
+                }
+                Censoring::UpperBound => upper.push((x, y)),
+                Censoring::LowerBound => lower.push((x, y)),
+            }
+        }
+        match view.primary_linear().filter(|_| range.is_some()) {
+            Some(fit) => {
+                let band: Vec<(f64, f64, f64)> =
+                    fit.band.iter().copied().filter(|p| p.0 <= x_end).collect();
+                if band.len() >= 2 {
+                    plot.layers
+                        .push(Layer::band(band, color, 0.12).labeled(format!(
+                            "{name}: {} bootstrap band{}",
+                            percent(fit.confidence),
+                            if fit.is_rough() {
+                                " (rough: few points)"
+                            } else {
+                                ""
+                            }
+                        )));
+                }
+                plot.layers.push(
+                    Layer::line(grid(x_end).map(|x| (x, fit.a * x + fit.b)).collect(), color)
+                        .labeled(format!(
+                            "{name} fit {}: {}, R² = {}, n = {}",
+                            origin_text(fit),
+                            linear_text(fit),
+                            fmt_sig(fit.r2, 3),
+                            fit.n
+                        )),
+                );
+                let mut said = format!("{name}: fit {}", origin_text(fit));
+                if fit.is_rough() {
+                    // Short: two mixers share one subtitle line.
+                    said.push_str(&format!(", rough ({} sizes)", fit.state_sizes()));
+                }
+                subtitle.push(said);
+            }
+            None => subtitle.push(format!("{name}: not fitted")),
+        }
+        let bounds = upper.len() + lower.len();
+        if bounds > 0 {
+            subtitle.push(format!("{name}: {bounds} bound(s) not fitted"));
+        }
+        if !exact.is_empty() {
+            markers.push(
+                Layer::markers(exact, marker, color)
+                    .labeled(format!("{name}: T_forget (exact: bracketed)")),
+            );
+        }
+        if !upper.is_empty() {
+            markers.push(Layer::markers(upper, Marker::Below, color).labeled(format!(
+                "{name}: upper bound (shortest length already forgets)"
+            )));
+        }
+        if !lower.is_empty() {
+            markers.push(
+                Layer::markers(lower, Marker::Above, color)
+                    .labeled(format!("{name}: lower bound (no length forgets)")),
+            );
+        }
+    }
+    let (pa, pb) = law.paper_linear;
+    paper_curve(
+        &mut plot,
+        format!("paper (Mamba-2): {pa} N_S − {}", -pb),
+        |x| pa * x + pb,
+        if pa != 0.0 { (-pb / pa).max(0.0) } else { 0.0 },
+        range,
+    );
+    plot.layers.extend(markers);
+    plot.subtitle = Some(subtitle.join(" · "));
+    render(&plot)
+}
+
 /// The markers of one kind of T_recall point.
 struct RecallMarks {
     points: Vec<(f64, f64)>,
@@ -388,6 +542,9 @@ fn shape_text(shape: &RecallShape) -> String {
 /// experiment's own straight line when k is not identifiable, and the paper's law where it is
 /// positive.
 pub fn recall_law_chart(law: &LawReport) -> String {
+    if law.has_several_mixers() {
+        return mixers_recall_chart(law);
+    }
     let mut plot = Plot::new(
         "law-recall",
         format!("T_recall vs state size · {}", law.experiment),
@@ -480,6 +637,98 @@ pub fn recall_law_chart(law: &LawReport) -> String {
     render(&plot)
 }
 
+/// T_recall vs N_S with several mixers: each mixer's points in its colour (exact ones in its
+/// shape, bounds and in-distribution points as in the one-mixer chart) and its own fitted
+/// curve or straight line; the paper's law once.
+fn mixers_recall_chart(law: &LawReport) -> String {
+    let mut plot = Plot::new(
+        "law-recall",
+        format!("T_recall vs state size · {}", law.experiment),
+        AxisSpec::new(
+            "state size N_S (millions of scalars)",
+            Scale::Linear,
+            TickFormat::Number,
+        )
+        .with_zero(),
+        AxisSpec::new("T_recall (K tokens)", Scale::Linear, TickFormat::Number).with_zero(),
+    );
+    plot.empty_reason = recall_empty_reason(&law.recall_points);
+    let range = x_range(
+        recall_marks(&law.recall_points)
+            .iter()
+            .flat_map(|m| m.points.iter().map(|p| p.0))
+            .collect::<Vec<_>>()
+            .into_iter(),
+    );
+    let x_end = range.map_or(1.0, |r| r.1);
+    let mut subtitle = Vec::new();
+    let mut markers = Vec::new();
+    for (view, mixer) in law
+        .per_mixer()
+        .iter()
+        .zip(law.mixers.iter().map(|m| m.mixer))
+    {
+        let name = mixer.label();
+        let (color, own_marker) = mixer_style(mixer);
+        match (&view.exponential, &view.recall_shape) {
+            (Some(fit), _) => {
+                let curve = grid(x_end)
+                    .map(|x| (x, fit.c * (fit.k.powf(x) - 1.0) + fit.d))
+                    .collect();
+                plot.layers.push(Layer::line(curve, color).labeled(format!(
+                    "{name} fit: {} ({}^N_S − 1) {} {}",
+                    fmt_sig(fit.c, 4),
+                    fmt_sig(fit.k, 4),
+                    if fit.d < 0.0 { "−" } else { "+" },
+                    fmt_sig(fit.d.abs(), 4)
+                )));
+            }
+            (None, Some(shape)) if !shape.identifiable => {
+                if let Some(line) = &shape.line {
+                    plot.layers.push(
+                        Layer::line(
+                            grid(x_end).map(|x| (x, line.a * x + line.b)).collect(),
+                            color,
+                        )
+                        .labeled(format!(
+                            "{name} own fit, a straight line: {}",
+                            linear_text(line)
+                        )),
+                    );
+                }
+                subtitle.push(format!("{name}: k not identifiable"));
+            }
+            _ => subtitle.push(format!("{name}: not fitted")),
+        }
+        for m in recall_marks(&view.recall_points) {
+            let marker = if m.marker == Marker::Dot {
+                own_marker
+            } else {
+                m.marker
+            };
+            markers.push(
+                Layer::markers(m.points, marker, color).labeled(format!("{name}: {}", m.label)),
+            );
+        }
+    }
+    let (c, k, d) = law.paper_exponential;
+    let x_zero = if k > 1.0 && c > 0.0 {
+        ((1.0 - d / c).ln() / k.ln()).max(0.0)
+    } else {
+        0.0
+    };
+    paper_curve(
+        &mut plot,
+        format!("paper (Mamba-2): {c} ({k}^N_S − 1) − {}", -d),
+        |x| c * (k.powf(x) - 1.0) + d,
+        x_zero,
+        range,
+    );
+    plot.layers.extend(markers);
+    plot.subtitle = Some(subtitle.join(" · "));
+    render(&plot)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,6 +749,7 @@ mod tests {
                 .any(|(l, v)| *l < t && *v == Some(false))
         });
         ForgetPoint {
+            mixer: None,
             state_size: size,
             ssm_state_size: Some(size / 2),
             lengths: lengths.to_vec(),
@@ -513,6 +763,7 @@ mod tests {
 
     fn recall(size: u64, t_recall: Option<usize>, kind: Option<Censoring>) -> RecallPoint {
         RecallPoint {
+            mixer: None,
             state_size: size,
             ssm_state_size: Some(size / 2),
             run: "r".into(),
@@ -575,6 +826,7 @@ mod tests {
             paper_linear: PAPER_FORGET_LINE,
             paper_exponential: PAPER_RECALL_LAW,
             notes: vec![],
+            mixers: vec![],
         }
     }
 
@@ -758,6 +1010,112 @@ mod tests {
         assert!(
             svg.contains("SSM-only slope 8 (conv up to 50% of N_S)"),
             "SSM-only slope missing"
+        );
+    }
+
+    /// Two mixers: one law each on one figure, each with its own colour, shape, legend entries
+    /// and line; no line through both.
+    #[test]
+    fn two_mixers_share_one_figure_with_a_law_each() {
+        use forgetlab_runs::results::MixerLaw;
+        let tagged = |mixer: MixerKind, mut p: ForgetPoint| {
+            p.mixer = Some(mixer);
+            p
+        };
+        let mamba_points = vec![
+            tagged(
+                MixerKind::Mamba2,
+                point(2_000_000, &[4096, 8192], &[Some(false), Some(true)]),
+            ),
+            tagged(
+                MixerKind::Mamba2,
+                point(4_000_000, &[8192, 16384], &[Some(false), Some(true)]),
+            ),
+        ];
+        let gdn_points = vec![
+            tagged(
+                MixerKind::GatedDeltaNet,
+                point(2_100_000, &[1024, 2048], &[Some(false), Some(true)]),
+            ),
+            tagged(
+                MixerKind::GatedDeltaNet,
+                point(4_100_000, &[2048, 4096], &[Some(false), Some(true)]),
+            ),
+            tagged(
+                MixerKind::GatedDeltaNet,
+                point(8_000_000, &[4096], &[Some(false)]),
+            ),
+        ];
+        let mixer_law = |mixer, points: Vec<ForgetPoint>, a| MixerLaw {
+            mixer,
+            forget_points: points,
+            linear: None,
+            linear_with_origin: Some(line(a, 0.0, 3, true)),
+            recall_points: vec![],
+            exponential: None,
+            recall_shape: None,
+            ssm_only: None,
+        };
+        let mut two = law();
+        two.forget_points = mamba_points.iter().chain(&gdn_points).cloned().collect();
+        two.linear = None;
+        two.recall_points.clear();
+        two.exponential = None;
+        two.mixers = vec![
+            mixer_law(MixerKind::Mamba2, mamba_points, 4.0),
+            mixer_law(MixerKind::GatedDeltaNet, gdn_points, 0.5),
+        ];
+        let svg = law_chart(&two);
+        for needle in [
+            "T_forget vs state size · paper · Mamba-2 and Gated DeltaNet",
+            "Mamba-2: T_forget (exact: bracketed)",
+            "Gated DeltaNet: T_forget (exact: bracketed)",
+            "Gated DeltaNet: lower bound (no length forgets)",
+            "Mamba-2 fit through (0,0): 4 N_S + 0, R² = 0.99, n = 3",
+            "Gated DeltaNet fit through (0,0): 0.5 N_S + 0",
+            "Mamba-2: 95% bootstrap band",
+            "Gated DeltaNet: 95% bootstrap band",
+            "Gated DeltaNet: 1 bound(s) not fitted",
+            "Mamba-2: fit through (0,0), rough (",
+            "paper (Mamba-2): 5.172 N_S − 4.469",
+        ] {
+            assert!(svg.contains(needle), "missing {needle:?}");
+        }
+        // Two colours: the Gated DeltaNet line and squares in the second palette colour.
+        let second = series_color(1);
+        let hex = format!("#{:02X}{:02X}{:02X}", second.0, second.1, second.2);
+        assert!(svg.to_uppercase().contains(&hex), "no {hex} in the figure");
+        assert!(svg.contains("<rect"), "no square markers");
+        assert!(svg.matches("<polygon").count() >= 2, "two bands");
+        // The recall figure draws each mixer's points in its own style.
+        let mut gdn_recall = recall(4_100_000, Some(2048), Some(Censoring::Exact));
+        gdn_recall.mixer = Some(MixerKind::GatedDeltaNet);
+        two.mixers[1].recall_points = vec![gdn_recall.clone()];
+        two.recall_points = vec![gdn_recall];
+        let svg = recall_law_chart(&two);
+        assert!(
+            svg.contains("Gated DeltaNet: T_recall (zero-shot)")
+                && svg.contains("Mamba-2: not fitted")
+                && svg.contains("Gated DeltaNet: not fitted"),
+            "recall chart of two mixers"
+        );
+    }
+
+    /// A single-mixer chart is the same figure it always was; Gated DeltaNet alone is named.
+    #[test]
+    fn one_mixer_charts_are_unchanged_and_name_a_non_default_mixer() {
+        let before = law_chart(&law());
+        assert!(!before.contains("Mamba-2") && !before.contains("Gated DeltaNet"));
+        let mut gdn = law();
+        for p in &mut gdn.forget_points {
+            p.mixer = Some(MixerKind::GatedDeltaNet);
+        }
+        let svg = law_chart(&gdn);
+        assert!(svg.contains("T_forget vs state size · paper · Gated DeltaNet"));
+        assert_eq!(
+            svg.replace(" · Gated DeltaNet", ""),
+            before,
+            "only the title differs"
         );
     }
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Mitigation, RecallRule, VerdictCurve};
+use crate::config::{Mitigation, MixerKind, RecallRule, VerdictCurve};
 
 /// The version of the forget criterion that [`ForgetVerdict`] files are written with. Version 1
 /// (files without a `version`) compared the max of narrow buckets to an epsilon and cannot be
@@ -473,6 +473,10 @@ impl Estimate {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(from = "ForgetPointFile")]
 pub struct ForgetPoint {
+    /// The mixer of this point's runs; written only when the experiment holds a mixer other
+    /// than Mamba-2 (`None`: Mamba-2, as in every law file written before there was a choice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixer: Option<MixerKind>,
     /// N_S, SSM states plus convolution caches.
     pub state_size: u64,
     /// The SSM-state part of N_S (`None` in law files written before it was recorded).
@@ -536,6 +540,8 @@ impl ForgetPoint {
 /// [`ForgetPoint`] as stored, with the fields added since law files were first written.
 #[derive(Deserialize)]
 struct ForgetPointFile {
+    #[serde(default)]
+    mixer: Option<MixerKind>,
     state_size: u64,
     #[serde(default)]
     ssm_state_size: Option<u64>,
@@ -554,6 +560,7 @@ impl From<ForgetPointFile> for ForgetPoint {
             ForgetPoint::implied_estimate(&f.lengths, &f.verdicts, f.t_forget, f.bracketed)
         });
         Self {
+            mixer: f.mixer,
             state_size: f.state_size,
             ssm_state_size: f.ssm_state_size,
             lengths: f.lengths,
@@ -591,6 +598,9 @@ impl Retrieval {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(from = "RecallPointFile")]
 pub struct RecallPoint {
+    /// The mixer, as in [`ForgetPoint::mixer`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixer: Option<MixerKind>,
     pub state_size: u64,
     /// The SSM-state part of N_S (`None` in law files written before it was recorded).
     pub ssm_state_size: Option<u64>,
@@ -614,6 +624,8 @@ pub struct RecallPoint {
 /// [`RecallPoint`] as stored, with the fields added since law files were first written.
 #[derive(Deserialize)]
 struct RecallPointFile {
+    #[serde(default)]
+    mixer: Option<MixerKind>,
     state_size: u64,
     #[serde(default)]
     ssm_state_size: Option<u64>,
@@ -636,6 +648,7 @@ impl From<RecallPointFile> for RecallPoint {
             kind: Censoring::Exact,
         }));
         Self {
+            mixer: f.mixer,
             state_size: f.state_size,
             ssm_state_size: f.ssm_state_size,
             run: f.run,
@@ -684,9 +697,31 @@ pub struct StateFits {
     pub recall_shape: Option<RecallShape>,
 }
 
+/// One mixer's law in an experiment that holds several: its points and the same fits the
+/// top level of [`LawReport`] carries for a single-mixer experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MixerLaw {
+    pub mixer: MixerKind,
+    pub forget_points: Vec<ForgetPoint>,
+    pub linear: Option<LinearFit>,
+    pub linear_with_origin: Option<LinearFit>,
+    pub recall_points: Vec<RecallPoint>,
+    pub exponential: Option<ExponentialFit>,
+    #[serde(default)]
+    pub recall_shape: Option<RecallShape>,
+    #[serde(default)]
+    pub ssm_only: Option<StateFits>,
+}
+
 /// `law.json`: the experiment's scaling laws, in the paper's units (x: millions of state
 /// scalars; y: thousands of tokens). x is N_S with the convolution caches (the paper's
 /// definition) unless said otherwise; `ssm_only` repeats the fits on the SSM states alone.
+///
+/// A law is never fitted across mixers. An experiment of one mixer keeps everything at the
+/// top level, as law files always had it (its points name the mixer unless it is Mamba-2). An
+/// experiment of several lists every point at the top level, each naming its mixer, leaves the
+/// top-level fits empty (a line through two architectures' points means nothing), and gives
+/// one law per mixer in `mixers`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LawReport {
     pub experiment: String,
@@ -714,6 +749,10 @@ pub struct LawReport {
     /// The paper's law, T_recall[K] = 4.756 (1.365^N_S[M] - 1) - 0.742.
     pub paper_exponential: (f64, f64, f64),
     pub notes: Vec<String>,
+    /// One law per mixer, in [`MixerKind::ALL`] order, when the experiment holds more than one
+    /// (empty, and not written, otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mixers: Vec<MixerLaw>,
 }
 
 fn default_primary_with_origin() -> bool {
@@ -721,6 +760,51 @@ fn default_primary_with_origin() -> bool {
 }
 
 impl LawReport {
+    /// The law of each mixer as a report of its own (top-level fields only, no notes): the
+    /// report itself for a single-mixer experiment, one per entry of `mixers` otherwise. What
+    /// draws or prints one law draws or prints each of these.
+    pub fn per_mixer(&self) -> Vec<LawReport> {
+        if self.mixers.is_empty() {
+            return vec![self.clone()];
+        }
+        self.mixers
+            .iter()
+            .map(|m| LawReport {
+                experiment: self.experiment.clone(),
+                forget_points: m.forget_points.clone(),
+                linear: m.linear.clone(),
+                linear_with_origin: m.linear_with_origin.clone(),
+                primary_with_origin: self.primary_with_origin,
+                recall_points: m.recall_points.clone(),
+                exponential: m.exponential.clone(),
+                recall_shape: m.recall_shape.clone(),
+                ssm_only: m.ssm_only.clone(),
+                paper_linear: self.paper_linear,
+                paper_exponential: self.paper_exponential,
+                notes: Vec::new(),
+                mixers: Vec::new(),
+            })
+            .collect()
+    }
+
+    /// The mixer of a single-mixer report as its points name it (`None`: Mamba-2 or an old
+    /// law file; also `None` for a report of several mixers).
+    pub fn mixer(&self) -> Option<MixerKind> {
+        if !self.mixers.is_empty() {
+            return None;
+        }
+        self.forget_points
+            .iter()
+            .filter_map(|p| p.mixer)
+            .chain(self.recall_points.iter().filter_map(|p| p.mixer))
+            .next()
+    }
+
+    /// Whether the experiment holds more than one mixer.
+    pub fn has_several_mixers(&self) -> bool {
+        !self.mixers.is_empty()
+    }
+
     /// The T_forget line the reports lead with (the other one when it is missing).
     pub fn primary_linear(&self) -> Option<&LinearFit> {
         let (chosen, other) = self.linear_pair();

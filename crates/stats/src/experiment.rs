@@ -2,8 +2,9 @@
 //!
 //! Reads every run's config, verdict, passkey summary and per-position table, adds the
 //! reference-run criterion to each verdict, and fits the laws ([`crate::law`]). The config gives
-//! N_S with its SSM part (the laws are fitted on both) and whether training mixed in synthetic
-//! passkey sequences, which makes that run's passkey retrieval in-distribution, not zero-shot.
+//! N_S with its SSM part (the laws are fitted on both), the mixer (one law per mixer) and
+//! whether training mixed in synthetic passkey sequences, which makes that run's passkey
+//! retrieval in-distribution, not zero-shot.
 //!
 //! The reference test is a second, model-based comparison: within one state size, the run with
 //! the longest training length is the one most likely to forget, and it was scored on the same
@@ -19,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use forgetlab_runs::config::SyntheticTask;
+use forgetlab_runs::config::{MixerKind, SyntheticTask};
 use forgetlab_runs::results::{ForgetVerdict, LawReport, PasskeySummary, PerPositionReport};
 use forgetlab_runs::summary::read_json;
 use forgetlab_runs::{ConfigError, ExperimentDir, FitConfig, RunConfig, RunDir, write_json_atomic};
@@ -171,6 +172,7 @@ pub fn fit_experiment(
         .iter()
         .map(|r| RunOutcome {
             run: r.name.clone(),
+            mixer: r.config.model.mixer,
             state_size: r.state_size(),
             ssm_state_size: r.config.model.state_size().ssm,
             seq_len: r.seq_len(),
@@ -223,15 +225,19 @@ fn trained_on_passkey(config: &RunConfig) -> bool {
     synthetic.ratio > 0.0 && synthetic.tasks.contains(&SyntheticTask::Passkey)
 }
 
-/// For each state size, compares every shorter-trained run with the longest-trained one and
-/// stores the result in the shorter run's verdict. Returns the runs updated.
+/// For each mixer and state size, compares every shorter-trained run with the longest-trained
+/// one and stores the result in the shorter run's verdict. Returns the runs updated.
 fn add_reference_criteria(
     runs: &[RunFiles],
     notes: &mut Vec<String>,
 ) -> Result<Vec<String>, ExperimentError> {
-    let mut by_size: BTreeMap<u64, Vec<&RunFiles>> = BTreeMap::new();
+    // A reference is the same model trained longer: the same mixer at the same N_S.
+    let mut by_size: BTreeMap<(MixerKind, u64), Vec<&RunFiles>> = BTreeMap::new();
     for r in runs {
-        by_size.entry(r.state_size()).or_default().push(r);
+        by_size
+            .entry((r.config.model.mixer, r.state_size()))
+            .or_default()
+            .push(r);
     }
     let mut updated = Vec::new();
     for group in by_size.values() {
@@ -377,9 +383,22 @@ total_tokens = {}
         rise_from: Option<usize>,
         t_recall: Option<usize>,
     ) -> RunDir {
+        let config = config_toml(d_model, seq_len, 0);
+        write_run_with(exp, name, &config, seq_len, rise_from, t_recall)
+    }
+
+    /// [`write_run`] with the config's text given.
+    fn write_run_with(
+        exp: &ExperimentDir,
+        name: &str,
+        config_text: &str,
+        seq_len: usize,
+        rise_from: Option<usize>,
+        t_recall: Option<usize>,
+    ) -> RunDir {
         let run = exp.run(name);
         std::fs::create_dir_all(run.root()).unwrap();
-        std::fs::write(run.config(), config_toml(d_model, seq_len, 0)).unwrap();
+        std::fs::write(run.config(), config_text).unwrap();
         let config = RunConfig::load(&run.config()).unwrap();
         let horizon = 8 * seq_len;
         let f = truth(rise_from);
@@ -543,6 +562,91 @@ total_tokens = {}
             notes.contains("run b-512: verdict.json was written by the version-1 criterion"),
             "{notes}"
         );
+    }
+
+    /// A Gated DeltaNet of the same N_S as `config_toml(32, ..)`'s Mamba-2 (2624 scalars: one
+    /// head of d_k = d_v = 32 against four heads of 16 x 16).
+    fn gated_deltanet_toml(seq_len: usize) -> String {
+        config_toml(32, seq_len, 0)
+            .replace(
+                "d_state = 16\nheaddim = 16\n",
+                "mixer = \"gated-deltanet\"\n",
+            )
+            .replace(
+                "[data]",
+                "[model.gated_deltanet]\nheads = 1\nhead_k_dim = 32\nexpand_v = 1.0\n\
+                 intermediate_size = 0\n\n[data]",
+            )
+    }
+
+    /// Runs of two mixers at the same N_S: each mixer its own point, its own law section, and
+    /// its own reference run (the same mixer trained longest), the mixer read from the config.
+    #[test]
+    fn mixers_are_fitted_apart_and_referenced_within_their_own_runs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let exp = ExperimentDir::new(tmp.path().join("exp"));
+        write_run(&exp, "a-256", 32, 256, Some(400), None);
+        write_run(&exp, "a-512", 32, 512, None, None);
+        write_run(&exp, "a-1024", 32, 1024, None, None);
+        // Gated DeltaNet at the same N_S: every length rises past 400 tokens the same way.
+        for len in [256, 512, 1024] {
+            let text = gated_deltanet_toml(len);
+            write_run_with(&exp, &format!("g-{len}"), &text, len, Some(400), None);
+        }
+        let mamba = RunConfig::load(&exp.run("a-256").config()).unwrap();
+        let gdn = RunConfig::load(&exp.run("g-256").config()).unwrap();
+        assert_eq!(gdn.model.mixer, MixerKind::GatedDeltaNet);
+        assert_eq!(gdn.model.state_size().total, mamba.model.state_size().total);
+
+        let options = LawOptions {
+            bootstrap: 50,
+            ..LawOptions::default()
+        };
+        let fit = fit_experiment(&exp, &options).unwrap();
+        let report = &fit.report;
+        let points: Vec<_> = report
+            .forget_points
+            .iter()
+            .map(|p| {
+                (
+                    p.mixer,
+                    p.state_size,
+                    p.t_forget,
+                    p.estimate.map(|e| e.kind),
+                )
+            })
+            .collect();
+        assert_eq!(
+            points,
+            [
+                (
+                    Some(MixerKind::Mamba2),
+                    2624,
+                    Some(512),
+                    Some(Censoring::Exact)
+                ),
+                (
+                    Some(MixerKind::GatedDeltaNet),
+                    2624,
+                    None,
+                    Some(Censoring::LowerBound)
+                ),
+            ]
+        );
+        assert_eq!(report.mixers.len(), 2);
+        assert!(report.linear.is_none());
+        // g-256's reference is g-1024 (same curve, so within the margin), not a-1024 (flat).
+        let notes = report.notes.join("\n");
+        assert!(
+            notes.contains(
+                "run g-256: its verdict says it does not forget but against reference g-1024"
+            ),
+            "{notes}"
+        );
+        assert!(!notes.contains("reference a-1024"), "{notes}");
+        let back: LawReport =
+            serde_json::from_slice(&std::fs::read(&fit.law_path).unwrap()).unwrap();
+        assert_eq!(&back, report);
     }
 
     /// Replaces a run's passkey summary with one scored at `lengths` (`samples` each of 1

@@ -46,31 +46,37 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!("{run}: reference criterion written to its verdict.json");
     }
     print!("{}", summary_text(&fit.report));
-    if fit.report.linear.is_none() && fit.report.linear_with_origin.is_none() {
-        println!(
-            "T_forget(N_S) was NOT fitted: too few state sizes with a bracketed T_forget (see the notes above)."
-        );
-    }
-    if fit.report.exponential.is_none() {
-        match fit
-            .report
-            .recall_shape
-            .as_ref()
-            .and_then(|shape| shape.reason.as_deref())
-        {
-            Some(reason) => println!(
-                "T_recall(N_S) exponential NOT reported: {reason} (a straight line is reported \
-                 instead; see the notes above)."
-            ),
-            None => println!(
-                "T_recall(N_S) was NOT fitted: too few state sizes with a zero-shot T_recall (see \
-                 the notes above)."
-            ),
+    // One law per mixer (a single-mixer experiment is its own one law).
+    for law in fit.report.per_mixer() {
+        let who = law
+            .mixer()
+            .filter(|_| fit.report.has_several_mixers())
+            .map_or(String::new(), |m| format!("{}: ", m.label()));
+        if law.linear.is_none() && law.linear_with_origin.is_none() {
+            println!(
+                "{who}T_forget(N_S) was NOT fitted: too few state sizes with a bracketed T_forget (see the notes above)."
+            );
+        }
+        if law.exponential.is_none() {
+            match law
+                .recall_shape
+                .as_ref()
+                .and_then(|shape| shape.reason.as_deref())
+            {
+                Some(reason) => println!(
+                    "{who}T_recall(N_S) exponential NOT reported: {reason} (a straight line is \
+                     reported instead; see the notes above)."
+                ),
+                None => println!(
+                    "{who}T_recall(N_S) was NOT fitted: too few state sizes with a zero-shot \
+                     T_recall (see the notes above)."
+                ),
+            }
         }
     }
     println!("wrote {}", fit.law_path.display());
     // The figures: T_forget vs N_S with the fitted line(s), band and the paper's line, and
-    // T_recall vs N_S with the exponential law.
+    // T_recall vs N_S with the exponential law; with several mixers, one law each on one figure.
     let figures = [
         (
             experiment.law_plot(),

@@ -380,6 +380,7 @@ fn point(d_state: usize, verdicts: [Option<bool>; 3]) -> ForgetPoint {
     let t_forget = first.map(|i| lengths[i]);
     let bracketed = first.is_some_and(|i| verdicts[..i].contains(&Some(false)));
     ForgetPoint {
+        mixer: None,
         state_size: state_size(d_state),
         ssm_state_size: Some(config(d_state, 128, 0).model.state_size().ssm),
         t_forget,
@@ -431,6 +432,7 @@ fn law() -> LawReport {
         primary_with_origin: false,
         recall_points: vec![
             RecallPoint {
+                mixer: None,
                 state_size: state_size(8),
                 ssm_state_size: Some(config(8, 128, 0).model.state_size().ssm),
                 run: run_name(8, 512, 0),
@@ -444,6 +446,7 @@ fn law() -> LawReport {
                 retrieval: Retrieval::ZeroShot,
             },
             RecallPoint {
+                mixer: None,
                 state_size: state_size(16),
                 ssm_state_size: Some(config(16, 128, 0).model.state_size().ssm),
                 run: run_name(16, 512, 0),
@@ -463,6 +466,7 @@ fn law() -> LawReport {
         paper_linear: PAPER_FORGET_LINE,
         paper_exponential: PAPER_RECALL_LAW,
         notes: vec!["fixture: fitted through 2 points".into()],
+        mixers: vec![],
     }
 }
 

@@ -1,11 +1,15 @@
 //! Runs grouped into points of the law: per state size, T_forget from the verdicts at each
 //! training length, and T_recall from the longest-trained run's passkey summary.
 //!
+//! The points of one mixer's runs: the caller splits an experiment by mixer first (two
+//! architectures at one N_S are two points, not one).
+//!
 //! A grid of lengths only brackets T_forget and a passkey list only bounds T_recall, so each
 //! point says which it is (exact, upper or lower bound) and why, in words the report keeps.
 
 use std::collections::BTreeMap;
 
+use forgetlab_runs::config::MixerKind;
 use forgetlab_runs::results::{Censoring, Estimate, ForgetPoint, RecallPoint, Retrieval};
 
 use super::{SCALARS_PER_M, format_len};
@@ -14,6 +18,8 @@ use super::{SCALARS_PER_M, format_len};
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunOutcome {
     pub run: String,
+    /// The recurrent mixer (runs of different mixers are never one law).
+    pub mixer: MixerKind,
     /// N_S in scalars (SSM states plus convolution caches).
     pub state_size: u64,
     /// The SSM-state part of N_S.
@@ -166,6 +172,7 @@ pub fn forget_point(state_size: u64, runs: &[&RunOutcome]) -> ForgetPoint {
     }
     let estimate = ForgetPoint::implied_estimate(&lengths, &verdicts, t_forget, bracketed);
     ForgetPoint {
+        mixer: None,
         state_size,
         ssm_state_size: ssm.first().copied(),
         lengths,
@@ -232,6 +239,7 @@ pub fn recall_point(
         }
     };
     Some(RecallPoint {
+        mixer: None,
         state_size,
         ssm_state_size: Some(best.ssm_state_size),
         run: best.run.clone(),

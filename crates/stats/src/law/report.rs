@@ -4,11 +4,16 @@
 //!
 //! The report is read by people deciding whether the law holds, so a missing fit is never
 //! silent: each refusal and each bound becomes a note beside the numbers.
+//!
+//! Runs of different mixers are never pooled: the question is whether each architecture's
+//! T_forget grows with its own N_S, and a line through both would answer neither. Each mixer
+//! gets the whole single-mixer treatment (points by N_S, both fits, the SSM-only repeat).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use forgetlab_runs::config::MixerKind;
 use forgetlab_runs::results::{
-    Censoring, ForgetPoint, LawReport, LinearFit, PAPER_FORGET_LINE, PAPER_RECALL_LAW,
+    Censoring, ForgetPoint, LawReport, LinearFit, MixerLaw, PAPER_FORGET_LINE, PAPER_RECALL_LAW,
     ROUGH_FIT_POINTS, RecallPoint, Retrieval, StateFits,
 };
 
@@ -231,15 +236,96 @@ fn fit_state(
     }
 }
 
-/// Builds `law.json` from the runs of an experiment.
+/// Builds `law.json` from the runs of an experiment: one law per mixer, never one across
+/// mixers (see [`LawReport`] for where each goes).
 pub fn law_report(
     experiment: &str,
     runs: &[RunOutcome],
     options: &LawOptions,
 ) -> Result<LawReport, LawError> {
     options.validate()?;
-    let mut by_size: BTreeMap<u64, Vec<&RunOutcome>> = BTreeMap::new();
+    let mut by_mixer: BTreeMap<MixerKind, Vec<&RunOutcome>> = BTreeMap::new();
     for r in runs {
+        by_mixer.entry(r.mixer).or_default().push(r);
+    }
+    // Points name their mixer unless the experiment is Mamba-2 alone (law files then read as
+    // they always did).
+    let named = by_mixer.keys().any(|m| *m != MixerKind::Mamba2);
+    let mut report = LawReport {
+        experiment: experiment.to_string(),
+        forget_points: Vec::new(),
+        linear: None,
+        linear_with_origin: None,
+        primary_with_origin: options.include_origin,
+        recall_points: Vec::new(),
+        exponential: None,
+        recall_shape: None,
+        ssm_only: None,
+        paper_linear: PAPER_FORGET_LINE,
+        paper_exponential: PAPER_RECALL_LAW,
+        notes: Vec::new(),
+        mixers: Vec::new(),
+    };
+    if by_mixer.len() <= 1 {
+        let (mixer, group) = by_mixer
+            .into_iter()
+            .next()
+            .unwrap_or((MixerKind::Mamba2, Vec::new()));
+        let (law, notes) = mixer_law(mixer, &group, named, options);
+        report.forget_points = law.forget_points;
+        report.linear = law.linear;
+        report.linear_with_origin = law.linear_with_origin;
+        report.recall_points = law.recall_points;
+        report.exponential = law.exponential;
+        report.recall_shape = law.recall_shape;
+        report.ssm_only = law.ssm_only;
+        report.notes = notes;
+        return Ok(report);
+    }
+    let counts: Vec<String> = by_mixer
+        .iter()
+        .map(|(mixer, group)| {
+            let sizes: BTreeSet<u64> = group.iter().map(|r| r.state_size).collect();
+            format!(
+                "{}: {} run(s) over {} state size(s)",
+                mixer.label(),
+                group.len(),
+                sizes.len()
+            )
+        })
+        .collect();
+    report.notes.push(format!(
+        "{} mixers ({}): one law per mixer (`mixers` in law.json), never one across them; the \
+         top-level points list every mixer's, each naming it, and the top-level fits are empty",
+        by_mixer.len(),
+        counts.join("; ")
+    ));
+    for (&mixer, group) in &by_mixer {
+        let (law, notes) = mixer_law(mixer, group, true, options);
+        report
+            .notes
+            .extend(notes.into_iter().map(|n| format!("{}: {n}", mixer.label())));
+        report
+            .forget_points
+            .extend(law.forget_points.iter().cloned());
+        report
+            .recall_points
+            .extend(law.recall_points.iter().cloned());
+        report.mixers.push(law);
+    }
+    Ok(report)
+}
+
+/// The law of one mixer's runs, with the notes that describe it; `named`: its points carry
+/// the mixer.
+fn mixer_law(
+    mixer: MixerKind,
+    runs: &[&RunOutcome],
+    named: bool,
+    options: &LawOptions,
+) -> (MixerLaw, Vec<String>) {
+    let mut by_size: BTreeMap<u64, Vec<&RunOutcome>> = BTreeMap::new();
+    for &r in runs {
         by_size.entry(r.state_size).or_default().push(r);
     }
     let mut notes = vec![format!(
@@ -255,7 +341,7 @@ pub fn law_report(
         }
     )];
 
-    let forget_points: Vec<ForgetPoint> = by_size
+    let mut forget_points: Vec<ForgetPoint> = by_size
         .iter()
         .map(|(&size, group)| forget_point(size, group))
         .collect();
@@ -302,7 +388,7 @@ pub fn law_report(
         ));
     }
 
-    let recall_points: Vec<RecallPoint> = by_size
+    let mut recall_points: Vec<RecallPoint> = by_size
         .iter()
         .filter_map(|(&size, group)| recall_point(size, group, &mut notes))
         .collect();
@@ -357,18 +443,24 @@ pub fn law_report(
         )
     });
 
-    Ok(LawReport {
-        experiment: experiment.to_string(),
-        forget_points,
-        linear: total.linear,
-        linear_with_origin: total.linear_with_origin,
-        primary_with_origin: options.include_origin,
-        recall_points,
-        exponential: total.exponential,
-        recall_shape: total.recall_shape,
-        ssm_only,
-        paper_linear: PAPER_FORGET_LINE,
-        paper_exponential: PAPER_RECALL_LAW,
+    let tag = named.then_some(mixer);
+    for p in &mut forget_points {
+        p.mixer = tag;
+    }
+    for p in &mut recall_points {
+        p.mixer = tag;
+    }
+    (
+        MixerLaw {
+            mixer,
+            forget_points,
+            linear: total.linear,
+            linear_with_origin: total.linear_with_origin,
+            recall_points,
+            exponential: total.exponential,
+            recall_shape: total.recall_shape,
+            ssm_only,
+        },
         notes,
-    })
+    )
 }

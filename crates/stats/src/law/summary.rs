@@ -2,7 +2,8 @@
 //! size, the fits with the primary T_forget line first, then the notes.
 //!
 //! It is read from `law.json` alone, so a published report prints the same way wherever it is
-//! re-read.
+//! re-read. An experiment of several mixers prints one table and one set of fits per mixer,
+//! then the notes once.
 
 use forgetlab_runs::results::{
     Censoring, Estimate, ExponentialFit, LawReport, LinearFit, RecallShape, Retrieval,
@@ -115,7 +116,32 @@ fn fits_text(
 /// T_forget line first), then the notes (which say what was fitted, the numbers, and why a fit
 /// is missing).
 pub fn summary_text(report: &LawReport) -> String {
-    let mut out = format!("experiment {}\n", report.experiment);
+    let mut out = format!("experiment {}", report.experiment);
+    let laws = report.per_mixer();
+    if report.has_several_mixers() {
+        out.push_str(&format!(
+            " ({} mixers, one law each)\n",
+            report.mixers.len()
+        ));
+        for (law, mixer) in laws.iter().zip(&report.mixers) {
+            out.push_str(&format!("{}:\n", mixer.mixer.label()));
+            law_text(&mut out, law);
+        }
+    } else {
+        if let Some(mixer) = report.mixer() {
+            out.push_str(&format!(" ({})", mixer.label()));
+        }
+        out.push('\n');
+        law_text(&mut out, report);
+    }
+    for note in &report.notes {
+        out.push_str(&format!("- {note}\n"));
+    }
+    out
+}
+
+/// The table and fits of one mixer's law.
+fn law_text(out: &mut String, report: &LawReport) {
     out.push_str("  N_S [M]    SSM [M]    T_forget  T_recall  runs\n");
     let mut in_distribution = false;
     for p in &report.forget_points {
@@ -154,7 +180,7 @@ pub fn summary_text(report: &LawReport) -> String {
         );
     }
     fits_text(
-        &mut out,
+        out,
         "",
         report.primary_linear(),
         report.secondary_linear(),
@@ -168,7 +194,7 @@ pub fn summary_text(report: &LawReport) -> String {
             (&ssm.linear, &ssm.linear_with_origin)
         };
         fits_text(
-            &mut out,
+            out,
             "SSM-only: ",
             primary.as_ref().or(secondary.as_ref()),
             primary.as_ref().and(secondary.as_ref()),
@@ -176,8 +202,4 @@ pub fn summary_text(report: &LawReport) -> String {
             ssm.recall_shape.as_ref(),
         );
     }
-    for note in &report.notes {
-        out.push_str(&format!("- {note}\n"));
-    }
-    out
 }

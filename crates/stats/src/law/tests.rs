@@ -2,6 +2,8 @@ use forgetlab_runs::results::{
     Censoring, Estimate, ForgetPoint, PAPER_FORGET_LINE, PAPER_RECALL_LAW, Retrieval,
 };
 
+use forgetlab_runs::config::MixerKind;
+
 use super::fits::{BAND_REACH, BAND_STEPS};
 use super::*;
 
@@ -192,6 +194,7 @@ fn exponential_fit_of_the_paper_recall_points() {
 fn outcome(size: u64, len: usize, forgets: Option<bool>) -> RunOutcome {
     RunOutcome {
         run: format!("s{size}-l{len}"),
+        mixer: MixerKind::Mamba2,
         state_size: size,
         ssm_state_size: size / 2,
         seq_len: len,
@@ -674,4 +677,147 @@ fn format_len_uses_k() {
     assert_eq!(format_len(16384), "16K");
     assert_eq!(format_len(1000), "1000");
     assert_eq!(format_len(1536), "1536");
+}
+
+/// Runs of one mixer whose true T_forget[K] = `slope` N_S[M]: at every N_S in `sizes` (M
+/// scalars) each power-of-two length from 256 to 16K forgets exactly when it reaches that.
+fn mixer_runs(mixer: MixerKind, slope: f64, sizes: &[f64]) -> Vec<RunOutcome> {
+    let mut runs = Vec::new();
+    for &m in sizes {
+        let truth = slope * m * 1024.0;
+        for len in (8..=14).map(|p| 1usize << p) {
+            runs.push(RunOutcome {
+                run: format!("{}-{m}-{len}", mixer.name()),
+                mixer,
+                ssm_state_size: (m * 0.6e6) as u64,
+                ..outcome((m * 1e6) as u64, len, Some(len as f64 >= truth))
+            });
+        }
+    }
+    runs
+}
+
+/// Two mixers with different slopes, at partly the same N_S: two laws that recover each slope,
+/// never one through both, and law.json says which is which.
+#[test]
+fn two_mixers_get_one_law_each_that_recovers_its_slope() {
+    let mut runs = mixer_runs(MixerKind::Mamba2, 4.0, &[0.25, 0.5, 1.0, 2.0]);
+    runs.extend(mixer_runs(
+        MixerKind::GatedDeltaNet,
+        1.0,
+        &[0.5, 1.0, 2.0, 4.0],
+    ));
+    let report = law_report("two", &runs, &opts(200, 0)).unwrap();
+    assert_eq!(report.mixers.len(), 2);
+    assert_eq!(
+        report.mixers.iter().map(|m| m.mixer).collect::<Vec<_>>(),
+        MixerKind::ALL
+    );
+    for (law, slope) in report.mixers.iter().zip([4.0, 1.0]) {
+        assert_eq!(law.forget_points.len(), 4, "{:?}", law.mixer);
+        assert!(
+            law.forget_points
+                .iter()
+                .all(|p| p.mixer == Some(law.mixer) && p.bracketed),
+            "{:?}",
+            law.forget_points
+        );
+        for fit in [&law.linear, &law.linear_with_origin] {
+            let fit = fit.as_ref().unwrap();
+            assert!((fit.a - slope).abs() < 1e-9, "{:?}: {fit:?}", law.mixer);
+            assert!(fit.b.abs() < 1e-9, "{:?}: {fit:?}", law.mixer);
+        }
+        let ssm = law.ssm_only.as_ref().unwrap().linear.as_ref().unwrap();
+        assert!((ssm.a - slope / 0.6).abs() < 1e-6, "{ssm:?}");
+    }
+    // The same N_S in both mixers stays two points with their own T_forget.
+    let at_1m: Vec<_> = report
+        .forget_points
+        .iter()
+        .filter(|p| p.state_size == 1_000_000)
+        .map(|p| (p.mixer, p.t_forget))
+        .collect();
+    assert_eq!(
+        at_1m,
+        [
+            (Some(MixerKind::Mamba2), Some(4096)),
+            (Some(MixerKind::GatedDeltaNet), Some(1024))
+        ]
+    );
+    // No top-level line through two architectures.
+    assert_eq!(report.forget_points.len(), 8);
+    assert!(report.linear.is_none() && report.linear_with_origin.is_none());
+    assert!(report.ssm_only.is_none() && report.exponential.is_none());
+    let notes = report.notes.join("\n");
+    assert!(
+        notes.starts_with("2 mixers (Mamba-2: 28 run(s) over 4 state size(s); Gated DeltaNet:"),
+        "{notes}"
+    );
+    // Each mixer's own notes follow, labelled.
+    assert!(
+        notes.contains("\nMamba-2: 28 run(s) over 4 state size(s)")
+            && notes.contains("\nGated DeltaNet: 28 run(s) over 4 state size(s)"),
+        "{notes}"
+    );
+    // Each per-mixer view reads like a single-mixer report.
+    let views = report.per_mixer();
+    assert_eq!(views.len(), 2);
+    assert!((views[1].primary_linear().unwrap().a - 1.0).abs() < 1e-9);
+    assert!(views.iter().all(|v| v.mixers.is_empty()));
+    let text = summary_text(&report);
+    assert!(
+        text.starts_with("experiment two (2 mixers, one law each)\nMamba-2:\n"),
+        "{text}"
+    );
+    assert!(text.contains("\nGated DeltaNet:\n"), "{text}");
+    assert_eq!(
+        text.matches("primary, through (0,0): T_forget[K] = ")
+            .count(),
+        4,
+        "{text}"
+    );
+    // law.json round-trips, with the per-mixer section.
+    let json = serde_json::to_string(&report).unwrap();
+    assert!(json.contains("\"mixers\":[{\"mixer\":\"mamba2\""), "{json}");
+    assert!(json.contains("\"mixer\":\"gated-deltanet\""), "{json}");
+    let back: forgetlab_runs::results::LawReport = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, report);
+}
+
+/// A Mamba-2 experiment's law.json is what it always was (no mixer anywhere); a Gated
+/// DeltaNet experiment keeps the top-level fits and names its mixer on every point.
+#[test]
+fn one_mixer_keeps_the_top_level_law() {
+    let mamba = law_report(
+        "m",
+        &mixer_runs(MixerKind::Mamba2, 4.0, &[0.5, 1.0]),
+        &opts(50, 0),
+    )
+    .unwrap();
+    let json = serde_json::to_string(&mamba).unwrap();
+    assert!(!json.contains("mixer"), "{json}");
+    assert!((mamba.primary_linear().unwrap().a - 4.0).abs() < 1e-9);
+    assert!(
+        mamba.notes[0].starts_with("14 run(s) over 2 state size(s)"),
+        "{:?}",
+        mamba.notes
+    );
+    assert_eq!(mamba.mixer(), None);
+    assert!(summary_text(&mamba).starts_with("experiment m\n"));
+
+    let gdn = law_report(
+        "g",
+        &mixer_runs(MixerKind::GatedDeltaNet, 2.0, &[1.0, 2.0]),
+        &opts(50, 0),
+    )
+    .unwrap();
+    assert!(gdn.mixers.is_empty());
+    assert!((gdn.primary_linear().unwrap().a - 2.0).abs() < 1e-9);
+    assert!(
+        gdn.forget_points
+            .iter()
+            .all(|p| p.mixer == Some(MixerKind::GatedDeltaNet))
+    );
+    assert_eq!(gdn.mixer(), Some(MixerKind::GatedDeltaNet));
+    assert!(summary_text(&gdn).starts_with("experiment g (Gated DeltaNet)\n"));
 }
