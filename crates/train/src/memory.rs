@@ -5,7 +5,7 @@
 //! alive: f32 parameters, AdamW's two moments, one gradient per worker plus their sum, the
 //! activations of the micro-batches computed at once, and a fixed allowance for the process
 //! itself (binary, tokenizer, data pages). It is an honest rough estimate, not a measurement:
-//! the per-token activation count follows the Mamba-2 layer's tensors kept for the backward
+//! the per-token activation count follows the mixer's tensors kept for the backward
 //! (the fused loss never holds a whole micro-batch's logits, so they are not counted per
 //! token) and was checked against the peak RSS of CPU training (2-layer d_model 64,
 //! 8K and 32K tokens per micro-batch: 13.4 KB per token measured, 12.7 KB estimated), but
@@ -14,7 +14,7 @@
 //! narrowly may still run out.
 
 use forgetlab_runs::RunConfig;
-use forgetlab_runs::config::StatePassing;
+use forgetlab_runs::config::{ModelConfig, StatePassing};
 
 use crate::sysmem::Available;
 
@@ -62,20 +62,7 @@ pub fn estimate(config: &RunConfig) -> MemoryEstimate {
     } as u64;
     let tokens_in_flight = concurrent * t.sequences_per_micro_batch() as u64 * kept_len;
 
-    let (d, d_inner, heads) = (m.d_model as u64, m.d_inner() as u64, m.nheads() as u64);
-    let chunk = m.chunk_size.max(1) as u64;
-    let state = heads * m.headdim as u64 * m.d_state as u64;
-    // Per token and layer: norms and residual (2 d), in_proj's output, the convolution's
-    // output and activation, the gated norm's inputs and output and y (4 d_inner), a row of
-    // the intra-chunk score and decay matrices per head (2 H chunk), and the chunk states
-    // shared by the chunk's tokens.
-    let per_layer = 2 * d
-        + m.d_in_proj() as u64
-        + 2 * m.conv_dim() as u64
-        + 4 * d_inner
-        + 2 * heads * chunk
-        + 2 * state / chunk;
-    let activations = F32 * m.n_layer as u64 * per_layer * tokens_in_flight;
+    let activations = F32 * m.n_layer as u64 * floats_per_token_and_layer(m) * tokens_in_flight;
 
     MemoryEstimate {
         parameters: F32 * params,
@@ -84,6 +71,49 @@ pub fn estimate(config: &RunConfig) -> MemoryEstimate {
         activations,
         runtime: RUNTIME_BYTES,
         tokens_in_flight,
+    }
+}
+
+/// Floats one token keeps alive in one layer until the backward, by the layer's tensors.
+fn floats_per_token_and_layer(m: &ModelConfig) -> u64 {
+    let d = m.d_model as u64;
+    let heads = m.nheads() as u64;
+    let chunk = m.chunk_size.max(1) as u64;
+    match m.gated_deltanet_sizes() {
+        // Mamba-2: norms and residual (2 d), in_proj's output, the convolution's output and
+        // activation, the gated norm's inputs and output and y (4 d_inner), a row of the
+        // intra-chunk score and decay matrices per head (2 H chunk), and the chunk states
+        // shared by the chunk's tokens.
+        None => {
+            let state = heads * m.headdim as u64 * m.d_state as u64;
+            2 * d
+                + m.d_in_proj() as u64
+                + 2 * m.conv_dim() as u64
+                + 4 * m.d_inner() as u64
+                + 2 * heads * chunk
+                + 2 * state / chunk
+        }
+        // Gated DeltaNet (counted the same way, not separately calibrated): norms and
+        // residuals of both halves (4 d), q, k, v before and after the conv and SiLU and the
+        // normalised q, k (2 (2K + V) + 2K), g and beta (2 H), the gate, the rule's output and
+        // the normed output (3 V), the MLP's gate, up and product (3 W), a row of the chunk's
+        // triangular matrices per head (3 H chunk), the WY vectors (K + V), and the chunk
+        // states shared by the chunk's tokens.
+        Some(g) => {
+            let (key, value) = (g.key_dim() as u64, g.value_dim() as u64);
+            let mlp = g.mlp_width(m.d_model) as u64;
+            let state = key * g.head_v_dim() as u64;
+            4 * d
+                + 2 * (2 * key + value)
+                + 2 * key
+                + 2 * heads
+                + 3 * value
+                + 3 * mlp
+                + 3 * heads * chunk
+                + key
+                + value
+                + 2 * state / chunk
+        }
     }
 }
 
@@ -204,6 +234,35 @@ mod tests {
         let two = estimate(&config(TINY, &format!("{STEP}\nworkers = 2")));
         assert_eq!(two.activations, base.activations);
         assert_eq!(two.gradients, 3 * p);
+    }
+
+    /// Gated DeltaNet's activations follow its own sizes (its MLP, its heads), not the
+    /// Mamba-2 fields its config leaves at their defaults.
+    #[test]
+    fn gated_deltanet_counts_its_own_tensors() {
+        let gdn = |mlp: usize, d_state: usize| {
+            let model = format!(
+                "mixer = \"gated-deltanet\"\nd_model = 32\nn_layer = 2\nchunk_size = 16\n\
+                 vocab_size = 4096\n[model.gated_deltanet]\nheads = 2\nhead_k_dim = 8\n\
+                 intermediate_size = {mlp}"
+            );
+            let mut config = config(&model, STEP);
+            config.model.d_state = d_state;
+            estimate(&config)
+        };
+        let (with, without) = (gdn(32, 128), gdn(0, 128));
+        // 3 floats per MLP channel per token and layer (the MLP's norm is counted with the
+        // block's norms); 2 layers, 8192 tokens.
+        assert_eq!(
+            with.activations - without.activations,
+            4 * 2 * 3 * 32 * 8192
+        );
+        assert_eq!(
+            gdn(32, 8).activations,
+            with.activations,
+            "d_state is Mamba-2's"
+        );
+        assert!(with.total() < 1 << 29, "{with:?}");
     }
 
     #[test]
