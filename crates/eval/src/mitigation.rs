@@ -16,24 +16,39 @@ pub const STATE_NORM_EVERY: usize = 128;
 
 /// Scan hooks for `mitigation`. `calibration` (token ids, at least T_train long) is used only
 /// for state-norm clipping, at cadence `every`; the clipping (thresholds and cadence) is also
-/// returned for the record.
+/// returned for the record. An intervention the model's mixer does not have is refused, in one
+/// line naming it, before anything runs.
 pub fn hooks_for(
     model: &Mamba2,
     mitigation: &Mitigation,
     calibration: &[u32],
     every: usize,
-) -> (ScanHooks, Option<StateNormClip>) {
-    let clip = mitigation
-        .state_norm_clip
-        .map(|multiplier| calibrate_state_norms(model, calibration, every, multiplier));
+) -> Result<(ScanHooks, Option<StateNormClip>), String> {
     let hooks = ScanHooks {
         rri_alpha: mitigation.rri_alpha,
         rri_b: mitigation.rri_b,
         dt_scale: mitigation.dt_scale,
         sliding_window: mitigation.sliding_window,
-        state_norm_clip: clip.clone(),
+        state_norm_clip: None,
     };
-    (hooks, clip)
+    if !model.config().mixer.is_mamba2()
+        && let Some(setting) = hooks.unsupported_by_gated_deltanet()
+    {
+        return Err(format!(
+            "mitigation {setting} (eval.mitigation.{setting}, --{}) is Mamba-2 only and this \
+             model is {}: drop it (rri_alpha, dt_scale and state_norm_clip apply to both)",
+            setting.replace('_', "-"),
+            model.config().mixer.label()
+        ));
+    }
+    let clip = mitigation
+        .state_norm_clip
+        .map(|multiplier| calibrate_state_norms(model, calibration, every, multiplier));
+    let hooks = ScanHooks {
+        state_norm_clip: clip.clone(),
+        ..hooks
+    };
+    Ok((hooks, clip))
 }
 
 /// Per-head state-norm clipping at cadence `every`: `multiplier` times the largest norm each
@@ -118,8 +133,56 @@ mod tests {
             },
             &tokens,
             16,
-        );
+        )
+        .unwrap();
         assert_eq!(hooks.state_norm_clip, recorded);
         assert_eq!(recorded.map(|c| c.every), Some(16));
+    }
+
+    /// Gated DeltaNet takes the decay interventions and clipping, and refuses Mamba-2's own
+    /// (RRI's λ_B, the exact sliding window) by name instead of ignoring them.
+    #[test]
+    fn gated_deltanet_refuses_mamba2_only_interventions() {
+        let sizes = forgetlab_model::GatedDeltaNetConfig {
+            heads: 2,
+            head_k_dim: 8,
+            expand_v: 2.0,
+            intermediate_size: Some(0),
+        };
+        let config = Mamba2Config::gated_deltanet(32, 2, 64, sizes);
+        let model = Mamba2::init(&config, 3, &Device::flex()).unwrap();
+        let tokens: Vec<u32> = (0..32u32).collect();
+        let with = |mitigation: Mitigation| hooks_for(&model, &mitigation, &tokens, 16);
+        let supported = Mitigation {
+            rri_alpha: Some(0.99),
+            dt_scale: Some(0.5),
+            state_norm_clip: Some(2.0),
+            ..Mitigation::default()
+        };
+        let (hooks, clip) = with(supported).unwrap();
+        assert_eq!(hooks.rri_alpha, Some(0.99));
+        assert_eq!(clip.map(|c| c.limits.len()), Some(2));
+        for (mitigation, setting) in [
+            (
+                Mitigation {
+                    rri_b: Some(0.75),
+                    ..Mitigation::default()
+                },
+                "rri_b",
+            ),
+            (
+                Mitigation {
+                    sliding_window: Some(16),
+                    ..Mitigation::default()
+                },
+                "sliding_window",
+            ),
+        ] {
+            let error = with(mitigation).unwrap_err();
+            assert!(
+                error.contains(setting) && error.contains("Gated DeltaNet"),
+                "{error}"
+            );
+        }
     }
 }

@@ -267,7 +267,8 @@ impl RunEval {
             mitigation,
             &calibration,
             crate::mitigation::STATE_NORM_EVERY,
-        );
+        )
+        .map_err(EvalError::Invalid)?;
         if let Some(t) = thresholds {
             let path = self
                 .run
