@@ -13,7 +13,7 @@
 //! per-position and passkey evaluations see.
 
 use burn::prelude::*;
-use forgetlab_model::{Mamba2, ModelState, ScanHooks};
+use forgetlab_model::{Model, ModelState, ScanHooks};
 use forgetlab_runs::config::Mitigation;
 use forgetlab_runs::results::{Diagnostics, HeadDiagnostics, LayerDiagnostics};
 use forgetlab_stats::verdict::head_memory;
@@ -31,7 +31,7 @@ fn to_vec(t: Tensor<1>) -> Vec<f64> {
 /// Diagnostics of `model` reading `tokens` (batch 1).
 #[allow(clippy::too_many_arguments)]
 pub fn diagnose(
-    model: &Mamba2,
+    model: &Model,
     run: &str,
     prompt: &str,
     tokens: &[u32],

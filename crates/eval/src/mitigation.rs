@@ -8,7 +8,7 @@
 //! threshold bounds exactly the states it was measured on, and the cadence is stored with them.
 
 use burn::prelude::*;
-use forgetlab_model::{Mamba2, ScanHooks, StateNormClip};
+use forgetlab_model::{Model, ScanHooks, StateNormClip};
 use forgetlab_runs::config::Mitigation;
 
 /// Default tokens between two state-norm clips (and between calibration readings).
@@ -19,7 +19,7 @@ pub const STATE_NORM_EVERY: usize = 128;
 /// returned for the record. An intervention the model's mixer does not have is refused, in one
 /// line naming it, before anything runs.
 pub fn hooks_for(
-    model: &Mamba2,
+    model: &Model,
     mitigation: &Mitigation,
     calibration: &[u32],
     every: usize,
@@ -55,7 +55,7 @@ pub fn hooks_for(
 /// head reaches at the cadence's multiples (and at the end) while reading `tokens` without
 /// intervention.
 pub fn calibrate_state_norms(
-    model: &Mamba2,
+    model: &Model,
     tokens: &[u32],
     every: usize,
     multiplier: f64,
@@ -93,16 +93,16 @@ pub fn calibrate_state_norms(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use forgetlab_model::Mamba2Config;
+    use forgetlab_model::ModelConfig;
 
     #[test]
     fn calibration_reads_norms_at_the_cadence_and_records_it() {
-        let mut config = Mamba2Config::new(32, 2, 64);
+        let mut config = ModelConfig::new(32, 2, 64);
         config.d_state = 8;
         config.headdim = 16;
         config.chunk_size = 8;
         let device = Device::flex();
-        let model = Mamba2::init(&config, 3, &device).unwrap();
+        let model = Model::init(&config, 3, &device).unwrap();
         let tokens: Vec<u32> = (0..50u32).map(|i| (i * 37 + 5) % 64).collect();
         let clip = calibrate_state_norms(&model, &tokens, 16, 2.0);
         assert_eq!(clip.every, 16);
@@ -149,8 +149,8 @@ mod tests {
             expand_v: 2.0,
             intermediate_size: Some(0),
         };
-        let config = Mamba2Config::gated_deltanet(32, 2, 64, sizes);
-        let model = Mamba2::init(&config, 3, &Device::flex()).unwrap();
+        let config = ModelConfig::gated_deltanet(32, 2, 64, sizes);
+        let model = Model::init(&config, 3, &Device::flex()).unwrap();
         let tokens: Vec<u32> = (0..32u32).collect();
         let with = |mitigation: Mitigation| hooks_for(&model, &mitigation, &tokens, 16);
         let supported = Mitigation {

@@ -12,7 +12,7 @@ use burn::module::{ModuleVisitor, Param};
 use burn::prelude::*;
 use forgetlab_data::Tokenizer;
 use forgetlab_data::passkey;
-use forgetlab_model::{Mamba2, ScanHooks};
+use forgetlab_model::{Model, ScanHooks};
 use forgetlab_runs::config::{Mitigation, PasskeyConfig};
 use forgetlab_runs::results::{PasskeyPrediction, PasskeySummary};
 use forgetlab_stats::passkey_score::{self, PasskeyError, PredictionKey};
@@ -37,7 +37,7 @@ pub enum PasskeyEvalError {
 
 /// Greedy continuation of `prompt`: prefill in segments, then `new_tokens` recurrent steps.
 pub fn greedy_continue(
-    model: &Mamba2,
+    model: &Model,
     prompt: &[u32],
     new_tokens: usize,
     segment_len: usize,
@@ -78,7 +78,7 @@ pub fn greedy_continue(
 
 /// sha256 over a model's configuration, precision and parameter values (shapes and f32
 /// bits): equal weights give equal fingerprints wherever they were loaded from.
-pub fn model_fingerprint(model: &Mamba2) -> String {
+pub fn model_fingerprint(model: &Model) -> String {
     struct Hash(Sha256);
     impl ModuleVisitor for Hash {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -135,7 +135,7 @@ pub fn prediction_key(
 /// [`prediction_key`]) matches.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
-    model: &Mamba2,
+    model: &Model,
     tokenizer: &Tokenizer,
     run_name: &str,
     lengths: &[usize],
@@ -210,7 +210,7 @@ pub fn lengths_for(config: &PasskeyConfig, seq_len: usize, horizon: usize) -> Ve
 mod tests {
     use super::*;
     use forgetlab_data::passkey::{FILLER, PREFIX, SUFFIX, needle};
-    use forgetlab_model::Mamba2Config;
+    use forgetlab_model::ModelConfig;
 
     const LENGTH: usize = 256;
 
@@ -226,12 +226,12 @@ mod tests {
         forgetlab_data::train_bpe(&[corpus], 300, &dir.join("tokenizer.json")).unwrap()
     }
 
-    fn model(seed: u64) -> Mamba2 {
-        let mut config = Mamba2Config::new(32, 1, 320);
+    fn model(seed: u64) -> Model {
+        let mut config = ModelConfig::new(32, 1, 320);
         config.d_state = 8;
         config.headdim = 16;
         config.chunk_size = 16;
-        Mamba2::init(&config, seed, &Device::flex()).unwrap()
+        Model::init(&config, seed, &Device::flex()).unwrap()
     }
 
     fn predictions(dir: &Path) -> Vec<PasskeyPrediction> {
@@ -263,7 +263,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let tokenizer = tokenizer(tmp.path());
         let dir = tmp.path().join("passkey");
-        let run = |model: &Mamba2, config: &PasskeyConfig| {
+        let run = |model: &Model, config: &PasskeyConfig| {
             evaluate(
                 model,
                 &tokenizer,

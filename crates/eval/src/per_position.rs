@@ -13,7 +13,7 @@
 
 use burn::prelude::*;
 use forgetlab_model::loss::token_losses;
-use forgetlab_model::{Mamba2, ScanHooks};
+use forgetlab_model::{Model, ScanHooks};
 use forgetlab_runs::results::{BaselineSample, LossCurve, RangeSample, RangeSamples};
 use forgetlab_stats::bucket::{BucketAccumulator, BucketError, PairedAccumulator};
 use forgetlab_stats::ngram::NgramModel;
@@ -113,7 +113,7 @@ pub enum TextSource<'a> {
 /// per-position curve; narrow early ranges read many more, cheaply.
 #[allow(clippy::too_many_arguments)]
 pub fn range_samples(
-    model: &Mamba2,
+    model: &Model,
     source: TextSource<'_>,
     seq_len: usize,
     horizon: usize,
@@ -194,7 +194,7 @@ pub fn range_samples(
 /// Calls `on_span(window, start, losses)` with the next-token losses of every segment of
 /// every window (`windows[i]` holds horizon + 1 tokens).
 pub fn stream_losses(
-    model: &Mamba2,
+    model: &Model,
     windows: &[Vec<u32>],
     options: &PerPositionOptions,
     hooks: &ScanHooks,
@@ -226,7 +226,7 @@ pub fn stream_losses(
 /// comparing runs window by window); the verdict's ranges are added by the caller
 /// ([`range_samples`]).
 pub fn loss_curve(
-    model: &Mamba2,
+    model: &Model,
     prompt: &str,
     windows: &[Vec<u32>],
     ngram: Option<&NgramModel>,

@@ -17,7 +17,7 @@ use burn::prelude::Device;
 use forgetlab_data::{
     HeldOut, Tokenizer, TrainStream, bindings_stream, heldout_stream, synthetic_prompt,
 };
-use forgetlab_model::{Mamba2, ScanHooks, checkpoint};
+use forgetlab_model::{Model, ScanHooks, checkpoint};
 use forgetlab_plot::{
     CurveOptions, LabeledCurve, PositionQuantity, diagnostics_charts, loss_vs_position,
     passkey_heatmap,
@@ -110,13 +110,13 @@ fn check_provenance(
 pub struct RunEval {
     pub run: RunDir,
     pub config: RunConfig,
-    pub model: Mamba2,
+    pub model: Model,
     pub tokenizer: Tokenizer,
 }
 
 /// Refuses a tokenizer whose ids reach past the model's vocabulary (they would index past its
 /// embedding).
-fn check_vocab(tokenizer: &Tokenizer, model: &Mamba2, run: &RunDir) -> Result<(), EvalError> {
+fn check_vocab(tokenizer: &Tokenizer, model: &Model, run: &RunDir) -> Result<(), EvalError> {
     let vocab = model.config().vocab_size;
     if tokenizer.vocab_size() > vocab {
         return Err(EvalError::VocabMismatch {
@@ -133,7 +133,7 @@ fn check_vocab(tokenizer: &Tokenizer, model: &Mamba2, run: &RunDir) -> Result<()
 /// The config with the architecture of the weights actually loaded: N_S, vocabulary and
 /// shapes come from the model, never from a `[model]` edited after training (named in a
 /// warning).
-fn with_model_architecture(mut config: RunConfig, model: &Mamba2, run: &RunDir) -> RunConfig {
+fn with_model_architecture(mut config: RunConfig, model: &Model, run: &RunDir) -> RunConfig {
     let loaded = model.config();
     if config.model != *loaded {
         let fields = |c: &forgetlab_runs::ModelConfig| match serde_json::to_value(c) {

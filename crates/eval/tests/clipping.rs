@@ -3,17 +3,17 @@
 
 use burn::prelude::*;
 use forgetlab_eval::diagnostics::diagnose;
-use forgetlab_model::{Mamba2, Mamba2Config, ScanHooks, StateNormClip};
+use forgetlab_model::{Model, ModelConfig, ScanHooks, StateNormClip};
 use forgetlab_runs::config::Mitigation;
 
 #[test]
 fn diagnostics_clip_at_the_hooks_cadence_not_at_samples() {
-    let mut config = Mamba2Config::new(32, 2, 64);
+    let mut config = ModelConfig::new(32, 2, 64);
     config.d_state = 8;
     config.headdim = 16;
     config.chunk_size = 8;
     let device = Device::flex();
-    let model = Mamba2::init(&config, 7, &device).unwrap();
+    let model = Model::init(&config, 7, &device).unwrap();
     let tokens: Vec<u32> = (0..60u32).map(|i| (i * 29 + 3) % 64).collect();
     let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
     let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, tokens.len()]), &device);

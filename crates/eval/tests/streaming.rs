@@ -4,14 +4,14 @@
 use burn::prelude::*;
 use forgetlab_eval::per_position::{PerPositionOptions, cut_windows, stream_losses};
 use forgetlab_model::bench::{peak_rss_mib, reset_peak_rss};
-use forgetlab_model::{Mamba2, Mamba2Config, ScanHooks};
+use forgetlab_model::{Model, ModelConfig, ScanHooks};
 
-fn tiny(vocab: usize) -> Mamba2 {
-    let mut config = Mamba2Config::new(32, 2, vocab);
+fn tiny(vocab: usize) -> Model {
+    let mut config = ModelConfig::new(32, 2, vocab);
     config.d_state = 8;
     config.headdim = 16;
     config.chunk_size = 16;
-    Mamba2::init(&config, 4, &Device::flex()).unwrap()
+    Model::init(&config, 4, &Device::flex()).unwrap()
 }
 
 fn pool(len: usize, vocab: u32) -> Vec<u32> {
@@ -27,7 +27,7 @@ fn pool(len: usize, vocab: u32) -> Vec<u32> {
 }
 
 fn losses(
-    model: &Mamba2,
+    model: &Model,
     windows: &[Vec<u32>],
     horizon: usize,
     segment_len: usize,

@@ -13,19 +13,19 @@ use burn::optim::GradientsParams;
 
 use crate::loss::{cross_entropy_sum, token_losses};
 use crate::parallel::{LossAndGradients, summed_gradients};
-use crate::{Mamba2, Mamba2Config, ScanHooks};
+use crate::{Model, ModelConfig, ScanHooks};
 
 /// A named benchmark configuration.
 #[derive(Debug, Clone)]
 pub struct BenchModel {
     pub name: String,
-    pub config: Mamba2Config,
+    pub config: ModelConfig,
 }
 
 /// The project's two reference configurations.
 pub fn reference_models(chunk_size: usize) -> Vec<BenchModel> {
     let make = |d_model, d_state, headdim| {
-        let mut c = Mamba2Config::new(d_model, 4, 8192);
+        let mut c = ModelConfig::new(d_model, 4, 8192);
         c.d_state = d_state;
         c.headdim = headdim;
         c.chunk_size = chunk_size;
@@ -73,7 +73,7 @@ pub struct BenchResult {
 /// Gated DeltaNet: its q, k, v, a, b, gate and output projections, the MLP, the LM head, and
 /// per head the causal halves of a chunk's K·Kᵀ, Q·Kᵀ and the WY products over keys and values
 /// plus the state's two reads and one write (the triangular inverse is not counted).
-pub fn forward_macs_per_token(config: &Mamba2Config) -> f64 {
+pub fn forward_macs_per_token(config: &ModelConfig) -> f64 {
     let c = config;
     if let Some(g) = c.gated_deltanet_sizes() {
         let q = c.chunk_size;
@@ -126,7 +126,7 @@ fn tokens(batch: usize, len: usize, vocab: usize, seed: usize, device: &Device) 
 /// How a training benchmark differentiates the LM head and cross-entropy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeadGradient {
-    /// The trainer's path, [`Mamba2::forward_loss`] (closed-form gradient, blocked logits).
+    /// The trainer's path, [`Model::forward_loss`] (closed-form gradient, blocked logits).
     HandWritten,
     /// Autodiff over `log_softmax(logits)`, for comparison.
     Autodiff,
@@ -144,13 +144,13 @@ pub fn bench_training(
     workers: usize,
 ) -> BenchResult {
     let device = Device::flex().autodiff();
-    let model = Mamba2::init(&bench.config, 0, &device).expect("reference configs are valid");
+    let model = Model::init(&bench.config, 0, &device).expect("reference configs are valid");
     let batch = (tokens_per_step / seq_len).max(1);
     let workers = workers.clamp(1, batch);
     let micro = batch / workers;
     let vocab = bench.config.vocab_size;
     let scale = 1.0 / (micro * workers * seq_len) as f32;
-    let micro_batch = |replica: &Mamba2, device: &Device, seed: usize| {
+    let micro_batch = |replica: &Model, device: &Device, seed: usize| {
         let ids = tokens(micro, seq_len + 1, vocab, seed, device);
         let inputs = ids.clone().narrow(1, 0, seq_len);
         let targets = ids.narrow(1, 1, seq_len);
@@ -211,7 +211,7 @@ pub fn bench_training(
 /// computing the per-token loss of each segment and dropping its logits.
 pub fn bench_streaming(bench: &BenchModel, total_len: usize, segment_len: usize) -> BenchResult {
     let device = Device::flex();
-    let model = Mamba2::init(&bench.config, 0, &device).expect("reference configs are valid");
+    let model = Model::init(&bench.config, 0, &device).expect("reference configs are valid");
     let ids = tokens(1, total_len + 1, bench.config.vocab_size, 1, &device);
     let inputs = ids.clone().narrow(1, 0, total_len);
     reset_peak_rss();

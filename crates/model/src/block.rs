@@ -15,7 +15,7 @@ use crate::gated_deltanet::layer::{
 };
 use crate::gated_deltanet::mlp::Mlp;
 use crate::gated_deltanet::params as gated_deltanet_params;
-use crate::mixer::{LayerState as Mamba2State, LayerTrace as Mamba2Trace, Mixer as Mamba2Mixer};
+use crate::mamba2::{Mamba2Mixer, Mamba2State, Mamba2Trace};
 use crate::precision::Precision;
 use crate::{ModelConfig, ScanHooks};
 
@@ -38,6 +38,9 @@ pub struct MlpBlock {
 }
 
 /// A block's recurrent mixer.
+// The variants hold tensor handles and are moved, not copied, once per segment: boxing the
+// larger one would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Mixer {
     Mamba2(Mamba2Mixer),
@@ -45,6 +48,9 @@ pub enum Mixer {
 }
 
 /// A mixer's recurrent state: everything it needs to continue a sequence.
+// The variants hold tensor handles and are moved, not copied, once per segment: boxing the
+// larger one would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum LayerState {
     Mamba2(Mamba2State),
@@ -52,6 +58,9 @@ pub enum LayerState {
 }
 
 /// A mixer's intermediate activations for a segment (diagnostics, conformance tests).
+// The variants hold tensor handles and are moved, not copied, once per segment: boxing the
+// larger one would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum LayerTrace {
     Mamba2(Mamba2Trace),

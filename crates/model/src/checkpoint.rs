@@ -17,9 +17,9 @@ use burn::prelude::*;
 use half::{bf16, f16};
 use serde_json::Value;
 
-use crate::Mamba2Config;
+use crate::ModelConfig;
 use crate::error::ModelError;
-use crate::model::Mamba2;
+use crate::model::Model;
 use crate::weights::{WeightTensor, Weights};
 
 /// Marker of forgetlab's own config.json.
@@ -84,7 +84,7 @@ impl CheckpointFiles {
 }
 
 /// Loads a checkpoint onto `device`.
-pub fn load(path: &Path, device: &Device) -> Result<(Mamba2, Flavor), ModelError> {
+pub fn load(path: &Path, device: &Device) -> Result<(Model, Flavor), ModelError> {
     let files = CheckpointFiles::locate(path)?;
     let (config, flavor) = read_config(&files.config)?;
     let weights = read_weights(&files.weights)?;
@@ -94,7 +94,7 @@ pub fn load(path: &Path, device: &Device) -> Result<(Mamba2, Flavor), ModelError
 
 /// Saves `model` in forgetlab's format into `dir` (config.json + model.safetensors, f32,
 /// official naming). Each file is written atomically.
-pub fn save(model: &Mamba2, dir: &Path) -> Result<(), ModelError> {
+pub fn save(model: &Model, dir: &Path) -> Result<(), ModelError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |error| ModelError::Io { path, error }
@@ -121,7 +121,7 @@ pub fn save(model: &Mamba2, dir: &Path) -> Result<(), ModelError> {
 /// (`model_type` gated_deltanet) and model.safetensors (f32), each written atomically.
 /// fla has no MLP-less blocks and no padded vocabulary of its own, so `vocab_size` is the
 /// padded one and a model without MLPs is refused.
-pub fn save_fla(model: &Mamba2, dir: &Path) -> Result<(), ModelError> {
+pub fn save_fla(model: &Model, dir: &Path) -> Result<(), ModelError> {
     let config = model.config();
     let config_path = dir.join(CONFIG_FILE);
     let refuse = |message: &str| ModelError::Config {
@@ -275,7 +275,7 @@ pub fn official_name(name: &str) -> String {
 }
 
 /// Reads a config.json of any supported flavour.
-pub fn read_config(path: &Path) -> Result<(Mamba2Config, Flavor), ModelError> {
+pub fn read_config(path: &Path) -> Result<(ModelConfig, Flavor), ModelError> {
     let text = std::fs::read_to_string(path).map_err(|error| ModelError::Io {
         path: path.to_path_buf(),
         error,
@@ -296,7 +296,7 @@ pub fn read_config(path: &Path) -> Result<(Mamba2Config, Flavor), ModelError> {
 }
 
 /// Interprets a parsed config.json.
-pub fn parse_config(value: &Value) -> Result<(Mamba2Config, Flavor), String> {
+pub fn parse_config(value: &Value) -> Result<(ModelConfig, Flavor), String> {
     let obj = value
         .as_object()
         .ok_or_else(|| "config.json must hold a JSON object".to_string())?;
@@ -304,7 +304,7 @@ pub fn parse_config(value: &Value) -> Result<(Mamba2Config, Flavor), String> {
         let model = obj
             .get("model")
             .ok_or_else(|| "forgetlab config has no `model`".to_string())?;
-        let config: Mamba2Config =
+        let config: ModelConfig =
             serde_json::from_value(model.clone()).map_err(|e| format!("model: {e}"))?;
         return Ok((config, Flavor::Forgetlab));
     }
@@ -313,7 +313,7 @@ pub fn parse_config(value: &Value) -> Result<(Mamba2Config, Flavor), String> {
         return Ok((fla_config(obj)?, Flavor::Fla));
     }
     if obj.get("model_type").and_then(Value::as_str) == Some("mamba2") {
-        let mut config = Mamba2Config::new(
+        let mut config = ModelConfig::new(
             fields.usize("hidden_size")?,
             fields.usize("num_hidden_layers")?,
             fields.usize("vocab_size")?,
@@ -349,7 +349,7 @@ pub fn parse_config(value: &Value) -> Result<(Mamba2Config, Flavor), String> {
         return Ok((config, Flavor::HuggingFace));
     }
     if obj.contains_key("d_model") && obj.contains_key("n_layer") {
-        let mut config = Mamba2Config::new(
+        let mut config = ModelConfig::new(
             fields.usize("d_model")?,
             fields.usize("n_layer")?,
             fields.usize("vocab_size")?,
@@ -412,7 +412,7 @@ pub fn parse_config(value: &Value) -> Result<(Mamba2Config, Flavor), String> {
 /// A model config from fla's `GatedDeltaNetConfig`, refusing the options forgetlab does not
 /// implement (hybrid attention layers, separate value heads, negative eigenvalues, no gate or
 /// no short convolutions, other activations).
-fn fla_config(obj: &serde_json::Map<String, Value>) -> Result<Mamba2Config, String> {
+fn fla_config(obj: &serde_json::Map<String, Value>) -> Result<ModelConfig, String> {
     let fields = Fields(obj);
     let d_model = fields.usize("hidden_size")?;
     let heads = fields.usize_or("num_heads", 6)?;
@@ -457,7 +457,7 @@ fn fla_config(obj: &serde_json::Map<String, Value>) -> Result<Mamba2Config, Stri
         expand_v: fields.f64_or("expand_v", 2.0)?,
         intermediate_size: Some(intermediate_size),
     };
-    let mut config = Mamba2Config::gated_deltanet(
+    let mut config = ModelConfig::gated_deltanet(
         d_model,
         fields.usize("num_hidden_layers")?,
         fields.usize("vocab_size")?,

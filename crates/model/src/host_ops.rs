@@ -28,7 +28,7 @@ use burn_flex::FlexTensor;
 use crate::host_kernels::{self, Threads, View};
 use crate::host_layer::{self, ConvDims, ConvInputs, NormDims};
 use crate::host_scan::{self, Dims, Inputs};
-use crate::ssd::ScanInputs;
+use crate::mamba2::ssd::ScanInputs;
 
 /// `x · sigmoid(x)` by the host kernel.
 pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
@@ -88,7 +88,7 @@ pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
 }
 
 /// The chunked scan of a segment from `initial_bhpn` on host memory ([`crate::host_scan`]);
-/// same contract as [`crate::ssd::scan_chunked`].
+/// same contract as [`crate::mamba2::ssd::scan_chunked`].
 pub fn scan(
     inputs: ScanInputs,
     initial_bhpn: Tensor<4>,

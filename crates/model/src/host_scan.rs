@@ -1,12 +1,12 @@
 //! The chunked scan on host memory, with a hand-written backward, for the CPU backend.
 //!
-//! As tensor ops ([`crate::ssd::scan_chunked`]) the SSD materialises a `[.., Q, Q]` decay
+//! As tensor ops ([`crate::mamba2::ssd::scan_chunked`]) the SSD materialises a `[.., Q, Q]` decay
 //! mask and mixing matrix for every head and chunk, and burn's CPU backend streams them through
 //! a dozen separate passes forward and again backward, on one thread, with a scalar `exp`. At
 //! chunk 256 that is 16M mask elements per layer of an 8192-token step. Here each
 //! (sequence, head) pair walks its chunks once, with the chunk's rows in cache, building one
 //! row of the mask at a time; the pairs run on all cores. The math is the same chunked form
-//! (see [`crate::ssd`]); per chunk, with `cum` the inclusive cumulative log decay,
+//! (see [`crate::mamba2::ssd`]); per chunk, with `cum` the inclusive cumulative log decay,
 //!
 //! ```text
 //! y_i   = e^{cum_i} S_in C_i + Σ_{j≤i} e^{cum_i - cum_j} (C_i·B_j) xΔ_j
@@ -598,7 +598,7 @@ pub(crate) fn backward(dims: &Dims, inputs: &Inputs, grad: &[f32]) -> Grads {
 #[cfg(test)]
 mod tests {
     use crate::host_ops::scan;
-    use crate::ssd::{ScanInputs, scan_chunked};
+    use crate::mamba2::ssd::{ScanInputs, scan_chunked};
     use burn::prelude::*;
     use burn::tensor::Distribution;
 

@@ -1,5 +1,5 @@
 //! Seeded initialisation from the parameter table (each mixer's table says how each tensor
-//! starts; see [`crate::mamba2_params`] and [`crate::gated_deltanet::params`]).
+//! starts; see [`crate::mamba2::params`] and [`crate::gated_deltanet::params`]).
 //!
 //! Values are drawn on the host from one ChaCha stream in table order, so the same seed gives
 //! the same model on every backend.
@@ -7,13 +7,13 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::Mamba2Config;
+use crate::ModelConfig;
 use crate::params::{Init, model_table};
 use crate::weights::{WeightTensor, Weights};
 
 /// Initial weights for `config` from `seed`: each row of the parameter table in order, drawn
 /// as its [`Init`] says (the embedding and an untied head N(0, 0.02), norm weights one).
-pub fn init_weights(config: &Mamba2Config, seed: u64) -> Weights {
+pub fn init_weights(config: &ModelConfig, seed: u64) -> Weights {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut tensors = std::collections::BTreeMap::new();
     for spec in model_table(config) {
@@ -53,7 +53,7 @@ fn normal(rng: &mut ChaCha8Rng) -> f64 {
 }
 
 /// softplus⁻¹ of a log-uniform dt: dt + log(-expm1(-dt)).
-fn dt_bias_draw(config: &Mamba2Config, rng: &mut ChaCha8Rng) -> f64 {
+fn dt_bias_draw(config: &ModelConfig, rng: &mut ChaCha8Rng) -> f64 {
     let (lo, hi) = (config.dt_min.ln(), config.dt_max.ln());
     let dt = (lo + (hi - lo) * rng.random::<f64>())
         .exp()
@@ -67,7 +67,7 @@ mod tests {
 
     #[test]
     fn init_is_seeded_and_follows_the_recipe() {
-        let mut config = Mamba2Config::new(32, 2, 100);
+        let mut config = ModelConfig::new(32, 2, 100);
         config.headdim = 16;
         config.d_state = 8;
         let a = init_weights(&config, 7);

@@ -1,9 +1,9 @@
 //! Mamba-2 language models in burn 0.22, with exact training and streaming paths.
 //!
-//! - [`Mamba2Config`]: the architecture (it is `forgetlab_runs::ModelConfig`, so tools that do
+//! - [`ModelConfig`]: the architecture (it is `forgetlab_runs::ModelConfig`, so tools that do
 //!   not link burn compute the same state size N_S and parameter count);
-//! - [`Mamba2`]: the model, with chunked ([`Mamba2::forward`]), recurrent ([`Mamba2::step`])
-//!   and streaming ([`Mamba2::forward_streaming`]) forward passes that agree to float
+//! - [`Model`]: the model, with chunked ([`Model::forward`]), recurrent ([`Model::step`])
+//!   and streaming ([`Model::forward_streaming`]) forward passes that agree to float
 //!   rounding, across any segmentation;
 //! - [`init::init_weights`]: `mamba_ssm`'s initialisation, seeded;
 //! - [`checkpoint`]: official state-spaces and Hugging Face checkpoints in, forgetlab's out;
@@ -23,14 +23,12 @@ pub mod host_ops;
 pub mod host_scan;
 pub mod init;
 pub mod loss;
-pub mod mamba2_params;
-pub mod mixer;
+pub mod mamba2;
 pub mod model;
 pub mod ops;
 pub mod parallel;
 pub mod params;
 pub mod precision;
-pub mod ssd;
 pub mod weights;
 
 #[cfg(test)]
@@ -38,18 +36,16 @@ mod testing;
 
 pub use block::{LayerState, LayerTrace};
 pub use error::ModelError;
-pub use forgetlab_runs::config::{
-    GatedDeltaNetConfig, MixerKind, ModelConfig, ModelConfig as Mamba2Config, StateSize,
-};
+pub use forgetlab_runs::config::{GatedDeltaNetConfig, MixerKind, ModelConfig, StateSize};
 pub use loss::SegmentLoss;
-pub use model::{Mamba2, ModelState, ModelTrace, ScanHooks, StateNormClip};
+pub use model::{Model, ModelState, ModelTrace, ScanHooks, StateNormClip};
 pub use weights::Weights;
 
 use burn::prelude::Device;
 
-impl Mamba2 {
+impl Model {
     /// A freshly initialised model (see [`init::init_weights`]).
-    pub fn init(config: &Mamba2Config, seed: u64, device: &Device) -> Result<Self, ModelError> {
+    pub fn init(config: &ModelConfig, seed: u64, device: &Device) -> Result<Self, ModelError> {
         config.validate()?;
         init::init_weights(config, seed).into_model(config, device, "initialisation")
     }

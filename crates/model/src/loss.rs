@@ -28,7 +28,7 @@ use burn::tensor::activation::{log_softmax, softmax};
 use crate::host_kernels;
 use crate::ops;
 use crate::precision::{self, Precision};
-use crate::{Mamba2, ModelState, ScanHooks};
+use crate::{Model, ModelState, ScanHooks};
 
 pub use crate::ops::token_losses;
 
@@ -48,7 +48,7 @@ pub struct SegmentLoss {
 
 /// Summed next-token cross-entropy of materialised logits `[b, l, v]` against targets
 /// `[b, l]`, by tensor ops, differentiable (the naive-head benchmark and tests; training uses
-/// [`Mamba2::forward_loss`], evaluation [`token_losses`]).
+/// [`Model::forward_loss`], evaluation [`token_losses`]).
 pub fn cross_entropy_sum(logits_blv: Tensor<3>, targets_bl: Tensor<2, Int>) -> Tensor<1> {
     let [batch, len, vocab] = logits_blv.dims();
     log_softmax(logits_blv.reshape([batch * len, vocab]), 1)
@@ -219,7 +219,7 @@ fn f32_slice(data: &TensorData) -> &[f32] {
     data.as_slice::<f32>().expect("converted to f32")
 }
 
-impl Mamba2 {
+impl Model {
     /// Training loss of a segment: runs the model on `inputs_bl` from `state` and returns
     /// `scale` times the summed next-token cross-entropy against `targets_bl` (same shape), as
     /// a [`SegmentLoss`], and the state after the segment. Gradients equal those of
@@ -325,7 +325,7 @@ mod tests {
             let dev = cpu().autodiff();
             let mut config = tiny_config();
             config.tie_embeddings = tie;
-            let model = Mamba2::init(&config, 3, &dev).unwrap();
+            let model = Model::init(&config, 3, &dev).unwrap();
             let (batch, len) = (3, 13);
             let inputs = ids(batch, len, 100, 1, &dev);
             let targets = ids(batch, len, 100, 2, &dev);

@@ -2,9 +2,9 @@
 //! LM head (tied to the embedding by default).
 //!
 //! Three ways to run it, all computing the same function:
-//! - [`Mamba2::forward`]: a whole segment with the chunked SSD (training, prefill);
-//! - [`Mamba2::step`]: one token with the recurrence (decoding);
-//! - [`Mamba2::forward_streaming`]: an arbitrarily long sequence, segment by segment, handing
+//! - [`Model::forward`]: a whole segment with the chunked SSD (training, prefill);
+//! - [`Model::step`]: one token with the recurrence (decoding);
+//! - [`Model::forward_streaming`]: an arbitrarily long sequence, segment by segment, handing
 //!   each segment's logits to a callback so memory does not grow with the length.
 //!
 //! All three apply [`ScanHooks`] alike; state-norm clipping happens at a cadence counted in
@@ -14,9 +14,9 @@ use burn::module::Param;
 use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
 
-use crate::Mamba2Config;
+use crate::ModelConfig;
 use crate::block::{Block, LayerState, LayerTrace};
-use crate::mixer::rms_normalize;
+use crate::ops::rms_normalize;
 use crate::precision::{self, Precision};
 
 /// Inference-time interventions on the recurrence (paper.md section 6). Default: none.
@@ -102,7 +102,7 @@ pub struct ModelState {
 }
 
 impl ModelState {
-    pub fn zeros(config: &Mamba2Config, batch: usize, device: &Device) -> Self {
+    pub fn zeros(config: &ModelConfig, batch: usize, device: &Device) -> Self {
         Self {
             layers: (0..config.n_layer)
                 .map(|_| LayerState::zeros(config, batch, device))
@@ -157,7 +157,7 @@ impl ModelState {
     }
 }
 
-/// Activations recorded by [`Mamba2::forward_traced`].
+/// Activations recorded by [`Model::forward_traced`].
 #[derive(Debug, Clone, Default)]
 pub struct ModelTrace {
     /// Embedding output: [batch, length, d_model].
@@ -172,7 +172,7 @@ pub struct ModelTrace {
 
 /// A Mamba-2 causal language model.
 #[derive(Module, Debug)]
-pub struct Mamba2 {
+pub struct Model {
     /// Token embedding: [padded_vocab, d_model].
     pub embedding: Embedding,
     pub layers: Vec<Block>,
@@ -181,14 +181,14 @@ pub struct Mamba2 {
     /// Untied LM head (d_model → padded_vocab); `None` when tied to the embedding.
     pub lm_head: Option<Linear>,
     #[module(skip)]
-    pub config: Mamba2Config,
+    pub config: ModelConfig,
     /// Precision of the large products (see [`crate::precision`]); f32 unless set with
-    /// [`Mamba2::with_precision`].
+    /// [`Model::with_precision`].
     #[module(skip)]
     pub precision: Precision,
 }
 
-impl Mamba2 {
+impl Model {
     /// The same model computing its projections and head in `precision`.
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
@@ -199,7 +199,7 @@ impl Mamba2 {
     }
 
     /// The model's configuration.
-    pub fn config(&self) -> &Mamba2Config {
+    pub fn config(&self) -> &ModelConfig {
         &self.config
     }
 
@@ -261,7 +261,7 @@ impl Mamba2 {
         (self.logits(normed), state)
     }
 
-    /// Like [`Mamba2::forward`], also recording intermediate activations.
+    /// Like [`Model::forward`], also recording intermediate activations.
     pub fn forward_traced(
         &self,
         ids_bl: Tensor<2, Int>,

@@ -5,7 +5,7 @@
 //! ([`crate::host_ops`], [`crate::host_kernels`]). Every other backend and dtype (GPUs, bf16
 //! operands) runs the tensor-op form, which is also what the host kernels are tested against.
 //! Each function here makes that choice for one op, from its own inputs, so the model code
-//! ([`crate::mixer`], [`crate::ssd`], [`crate::loss`]) is written once, as its math.
+//! ([`crate::mamba2::mixer`], [`crate::mamba2::ssd`], [`crate::loss`]) is written once, as its math.
 
 use burn::prelude::*;
 use burn::tensor::DType;
@@ -14,9 +14,8 @@ use burn::tensor::activation::log_softmax;
 use crate::host_kernels;
 use crate::host_ops;
 use crate::loss::{self, HeadGrads, HeadInputs};
-use crate::mixer::rms_normalize;
+use crate::mamba2::ssd::{self, ScanInputs};
 use crate::precision::Precision;
-use crate::ssd::{self, ScanInputs};
 
 /// Whether a tensor runs the host ops: f32 on the CPU backend.
 pub fn on_host<const D: usize>(tensor: &Tensor<D>) -> bool {
@@ -201,5 +200,23 @@ pub(crate) fn head_loss(
         loss::head_blocks_host_softmax(head, scale, block_rows, precision)
     } else {
         loss::head_blocks_tensor_ops(head, scale, block_rows, precision)
+    }
+}
+
+/// x / sqrt(mean(x², last dim) + eps).
+pub fn rms_normalize<const D: usize>(x: Tensor<D>, eps: f64) -> Tensor<D> {
+    let rstd = (x.clone().square().mean_dim(D - 1) + eps).sqrt().recip();
+    x * rstd
+}
+
+/// The last `k - 1` rows of `cache ++ x`, for x `[b, l, c]` and cache `[b, k - 1, c]`: the
+/// cache after x.
+pub fn shift_cache(cache_bkc: Tensor<3>, x_blc: Tensor<3>) -> Tensor<3> {
+    let [_, len, _] = x_blc.dims();
+    let context = cache_bkc.dims()[1];
+    if len >= context {
+        x_blc.narrow(1, len - context, context)
+    } else {
+        Tensor::cat(vec![cache_bkc.narrow(1, len, context - len), x_blc], 1)
     }
 }

@@ -23,7 +23,7 @@ use std::sync::mpsc;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 
-use crate::Mamba2;
+use crate::Model;
 
 /// A loss (scaled as the caller likes) and the gradients of the model's parameters: what one
 /// micro-batch contributes, or their sum.
@@ -39,7 +39,7 @@ pub struct LossAndGradients {
 /// and the job. `stop` is checked before each job; once it returns true no new job starts and
 /// the result is `None` (the step is abandoned).
 pub fn summed_gradients<J, W, S>(
-    model: &Mamba2,
+    model: &Model,
     main: &Device,
     workers: &[Device],
     jobs: Vec<J>,
@@ -48,7 +48,7 @@ pub fn summed_gradients<J, W, S>(
 ) -> Option<LossAndGradients>
 where
     J: Send,
-    W: Fn(&Mamba2, &Device, J) -> LossAndGradients + Sync,
+    W: Fn(&Model, &Device, J) -> LossAndGradients + Sync,
     S: Fn() -> bool + Sync,
 {
     let mut sum = Sum::new(model, main);
@@ -103,14 +103,14 @@ where
 
 /// The running sum on the main device.
 struct Sum<'a> {
-    model: &'a Mamba2,
+    model: &'a Model,
     main: &'a Device,
     loss: f64,
-    accumulator: GradientsAccumulator<Mamba2>,
+    accumulator: GradientsAccumulator<Model>,
 }
 
 impl<'a> Sum<'a> {
-    fn new(model: &'a Mamba2, main: &'a Device) -> Self {
+    fn new(model: &'a Model, main: &'a Device) -> Self {
         Self {
             model,
             main,
@@ -142,7 +142,7 @@ mod tests {
     fn gradients(workers: usize, stop_after: Option<usize>) -> Option<(f64, Vec<Vec<f32>>)> {
         let device = Device::flex().autodiff();
         let config = tiny_config();
-        let model = Mamba2::init(&config, 3, &device).unwrap();
+        let model = Model::init(&config, 3, &device).unwrap();
         let replicas = vec![device.clone(); workers];
         let started = std::sync::atomic::AtomicUsize::new(0);
         let jobs: Vec<u64> = (0..5).collect();

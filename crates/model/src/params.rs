@@ -11,7 +11,7 @@ use burn::prelude::*;
 use forgetlab_runs::config::{MixerKind, ModelConfig};
 
 use crate::block::Mixer;
-use crate::model::Mamba2;
+use crate::model::Model;
 
 /// How a parameter's burn layout maps to the PyTorch layout of its checkpoint tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,7 +214,7 @@ pub fn model_table(config: &ModelConfig) -> Vec<ParamSpec> {
         table.push(ParamSpec::norm(&layer, naming.block_norm, d));
         let mixer = format!("{layer}{}", naming.mixer);
         match config.gated_deltanet_sizes() {
-            None => table.extend(crate::mamba2_params::table(config, &mixer)),
+            None => table.extend(crate::mamba2::params::table(config, &mixer)),
             Some(sizes) => {
                 table.extend(crate::gated_deltanet::params::table(config, &sizes, &mixer));
                 let width = sizes.mlp_width(d);
@@ -242,7 +242,7 @@ pub fn model_table(config: &ModelConfig) -> Vec<ParamSpec> {
     table
 }
 
-impl Mamba2 {
+impl Model {
     /// Calls `visit(name, parameter)` for every parameter of the model, with its full table
     /// name, in table order.
     pub fn visit_parameters<'a>(&'a self, visit: &mut dyn FnMut(&str, ParamRef<'a>)) {
@@ -328,7 +328,7 @@ mod tests {
             deltanet,
             deltanet_no_mlp,
         ] {
-            let model = Mamba2::init(&config, 1, &device).expect("valid config");
+            let model = Model::init(&config, 1, &device).expect("valid config");
             let mut visited = Vec::new();
             model.visit_parameters(&mut |name, _| visited.push(name.to_string()));
             let table: Vec<String> = model_table(&config).into_iter().map(|s| s.name).collect();

@@ -95,7 +95,7 @@ mod tests {
 
     use super::*;
     use crate::testing::{cpu, flat_grads, tiny_config};
-    use crate::{Mamba2, ScanHooks};
+    use crate::{Model, ScanHooks};
 
     fn ids(seed: u64, dev: &Device) -> Tensor<2, Int> {
         let values: Vec<i64> = (0..3 * 21)
@@ -112,7 +112,7 @@ mod tests {
             let dev = cpu().autodiff();
             let mut config = tiny_config();
             config.tie_embeddings = tie;
-            let f32_model = Mamba2::init(&config, 5, &dev).unwrap();
+            let f32_model = Model::init(&config, 5, &dev).unwrap();
             let bf16_model = f32_model.clone().with_precision(Precision::Bf16);
             let hooks = ScanHooks::default();
             let ids = ids(1, &dev);
@@ -126,7 +126,7 @@ mod tests {
             assert!(diff > 0.0, "bf16 products changed nothing");
             assert!(diff < 0.03 * scale, "logits: {diff} vs scale {scale}");
 
-            let grads = |model: &Mamba2| {
+            let grads = |model: &Model| {
                 let (loss, _) =
                     model.forward_loss(inputs.clone(), targets.clone(), None, &hooks, 0.1);
                 let value = loss.value.into_scalar::<f32>();

@@ -30,8 +30,8 @@ pub fn assert_close<const D: usize>(a: &Tensor<D>, b: &Tensor<D>, tol: f32, what
 }
 
 /// A two-layer model small enough for unit tests (vocabulary 100, chunk 8).
-pub fn tiny_config() -> crate::Mamba2Config {
-    let mut config = crate::Mamba2Config::new(32, 2, 100);
+pub fn tiny_config() -> crate::ModelConfig {
+    let mut config = crate::ModelConfig::new(32, 2, 100);
     config.d_state = 8;
     config.headdim = 16;
     config.chunk_size = 8;
@@ -39,7 +39,7 @@ pub fn tiny_config() -> crate::Mamba2Config {
 }
 
 /// Every parameter's gradient in `grads`, flattened, in the model's visiting order.
-pub fn flat_grads(model: &crate::Mamba2, grads: &burn::optim::GradientsParams) -> Vec<Vec<f32>> {
+pub fn flat_grads(model: &crate::Model, grads: &burn::optim::GradientsParams) -> Vec<Vec<f32>> {
     struct Collect<'a>(&'a burn::optim::GradientsParams, Vec<Vec<f32>>);
     impl burn::module::ModuleVisitor for Collect<'_> {
         fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {

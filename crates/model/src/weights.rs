@@ -14,14 +14,14 @@ use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
 use burn::tensor::Gradients;
 
-use crate::Mamba2Config;
+use crate::ModelConfig;
 use crate::block::{Block, Mixer, MlpBlock};
 use crate::error::ModelError;
 use crate::gated_deltanet::layer::GatedDeltaNet;
 use crate::gated_deltanet::mlp::Mlp;
 use crate::gated_deltanet::params as gated_deltanet_params;
-use crate::mixer::Mixer as Mamba2Mixer;
-use crate::model::Mamba2;
+use crate::mamba2::Mamba2Mixer;
+use crate::model::Model;
 use crate::params::{Layout, Naming, ParamRef, model_table};
 use crate::precision::Precision;
 
@@ -86,7 +86,7 @@ impl AnyTensor {
 
 /// Every tensor a model of this config needs, with its PyTorch shape (the parameter table's
 /// names and shapes).
-pub fn expected_shapes(config: &Mamba2Config) -> Vec<(String, Vec<usize>)> {
+pub fn expected_shapes(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     model_table(config)
         .into_iter()
         .map(|spec| (spec.name, spec.shape))
@@ -159,7 +159,7 @@ impl Weights {
     /// Checks that exactly the expected tensors are present with the expected shapes. A tied
     /// `lm_head.weight` equal to the embedding is accepted and dropped. `source` names the file
     /// in errors.
-    pub fn validate(&mut self, config: &Mamba2Config, source: &str) -> Result<(), ModelError> {
+    pub fn validate(&mut self, config: &ModelConfig, source: &str) -> Result<(), ModelError> {
         if config.tie_embeddings
             && let Some(head) = self.tensors.remove("lm_head.weight")
             && self.tensors.get(Naming::of(config.mixer).embedding) != Some(&head)
@@ -202,10 +202,10 @@ impl Weights {
     /// Builds a model on `device` (the weights must have passed [`Weights::validate`]).
     pub fn into_model(
         mut self,
-        config: &Mamba2Config,
+        config: &ModelConfig,
         device: &Device,
         source: &str,
-    ) -> Result<Mamba2, ModelError> {
+    ) -> Result<Model, ModelError> {
         self.validate(config, source)?;
         let naming = Naming::of(config.mixer);
         let mut all = Source {
@@ -245,7 +245,7 @@ impl Weights {
         }
         let norm_f_weight = all.vector(naming.final_norm);
         let lm_head = (!config.tie_embeddings).then(|| all.linear("lm_head", false));
-        Ok(Mamba2 {
+        Ok(Model {
             embedding,
             layers,
             norm_f_weight,
@@ -256,20 +256,20 @@ impl Weights {
     }
 
     /// The model's parameters in official naming and layouts.
-    pub fn from_model(model: &Mamba2) -> Self {
+    pub fn from_model(model: &Model) -> Self {
         collect(model, Some)
     }
 
     /// The gradients of a model's parameters in official naming and layouts (parameters with
     /// no gradient are left out).
-    pub fn from_grads(model: &Mamba2, grads: &Gradients) -> Self {
+    pub fn from_grads(model: &Model, grads: &Gradients) -> Self {
         collect(model, |t| t.grad(grads))
     }
 }
 
 /// Every parameter of `model` by its table name, read through `read` (its value, or its
 /// gradient), in PyTorch layouts.
-fn collect(model: &Mamba2, mut read: impl FnMut(AnyTensor) -> Option<AnyTensor>) -> Weights {
+fn collect(model: &Model, mut read: impl FnMut(AnyTensor) -> Option<AnyTensor>) -> Weights {
     let layouts: HashMap<String, Layout> = model_table(model.config())
         .into_iter()
         .map(|spec| (spec.name, spec.layout))

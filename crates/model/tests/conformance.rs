@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use forgetlab_model::checkpoint::{self, Flavor};
-use forgetlab_model::{LayerState, LayerTrace, Mamba2, ModelState, ScanHooks, Weights};
+use forgetlab_model::{LayerState, LayerTrace, Model, ModelState, ScanHooks, Weights};
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/mamba2-hf-tiny")
@@ -56,7 +56,7 @@ fn input_ids(device: &Device) -> Tensor<2, Int> {
     Tensor::from_data(TensorData::new(ids, [shape[0], shape[1]]), device)
 }
 
-fn load(device: &Device) -> Mamba2 {
+fn load(device: &Device) -> Model {
     let (model, flavor) = checkpoint::load(&fixture_dir(), device).unwrap();
     assert_eq!(flavor, Flavor::HuggingFace);
     model

@@ -23,8 +23,7 @@ use forgetlab_model::checkpoint::{self, Flavor};
 use forgetlab_model::gated_deltanet::GatedDeltaNetTrace;
 use forgetlab_model::gated_deltanet::{DeltaMode, GatedDeltaNet, GatedDeltaNetState};
 use forgetlab_model::{
-    GatedDeltaNetConfig, LayerState, Mamba2, ModelConfig, ModelError, ModelState, ScanHooks,
-    Weights,
+    GatedDeltaNetConfig, LayerState, Model, ModelConfig, ModelError, ModelState, ScanHooks, Weights,
 };
 
 /// A reference array: shape and float64 values.
@@ -61,14 +60,14 @@ fn fixture_weights() -> Weights {
 
 /// The fixture's model, built as every checkpoint is (parameter table, validation), with the
 /// given chunk size.
-fn model(chunk_size: usize, device: &Device) -> Mamba2 {
+fn model(chunk_size: usize, device: &Device) -> Model {
     fixture_weights()
         .into_model(&config(chunk_size), device, "fixture")
         .unwrap()
 }
 
 /// Block `l`'s mixer.
-fn gdn(model: &Mamba2, l: usize) -> &GatedDeltaNet {
+fn gdn(model: &Model, l: usize) -> &GatedDeltaNet {
     match &model.layers[l].mixer {
         Mixer::GatedDeltaNet(layer) => layer,
         Mixer::Mamba2(_) => panic!("the fixture's layer {l} is Gated DeltaNet"),
@@ -484,7 +483,7 @@ fn chunked_gradients_equal_recurrent_gradients() {
 
 /// Runs the whole model over `ids_bl` from the zero state as `run` says: `forward`, `step`
 /// token by token, or `forward_streaming`.
-fn run_model(model: &Mamba2, ids_bl: Tensor<2, Int>, run: Run) -> (Tensor<3>, ModelState) {
+fn run_model(model: &Model, ids_bl: Tensor<2, Int>, run: Run) -> (Tensor<3>, ModelState) {
     let [batch, len] = ids_bl.dims();
     match run {
         Run::Chunked(_) => model.forward(ids_bl, None, &hooks()),
@@ -636,7 +635,7 @@ fn forgetlab_format_round_trips() {
     assert_eq!(flavor, Flavor::Forgetlab);
     assert_eq!(again.config(), model.config());
     assert_eq!(Weights::from_model(&again), Weights::from_model(&model));
-    let logits = |m: &Mamba2| array(m.forward(input_ids(&dev), None, &hooks()).0);
+    let logits = |m: &Model| array(m.forward(input_ids(&dev), None, &hooks()).0);
     assert_eq!(logits(&again).values, logits(&model).values);
 }
 
@@ -690,13 +689,13 @@ fn tiny_config() -> ModelConfig {
     config
 }
 
-/// `Mamba2::init` of a Gated DeltaNet config fills every row of the table, the same for the
+/// `Model::init` of a Gated DeltaNet config fills every row of the table, the same for the
 /// same seed and differently for another.
 #[test]
 fn seeded_init_is_deterministic() {
     let dev = cpu();
     let config = tiny_config();
-    let weights = |seed| Weights::from_model(&Mamba2::init(&config, seed, &dev).unwrap());
+    let weights = |seed| Weights::from_model(&Model::init(&config, seed, &dev).unwrap());
     let first = weights(7);
     assert_eq!(first, weights(7), "same seed, same weights");
     let other = weights(8);
@@ -731,7 +730,7 @@ fn seeded_init_is_deterministic() {
 fn seeded_init_trains() {
     let dev = Device::flex().autodiff();
     let config = tiny_config();
-    let mut model = Mamba2::init(&config, 3, &dev).unwrap();
+    let mut model = Model::init(&config, 3, &dev).unwrap();
     let ids: Vec<i64> = (0..2 * 33).map(|i| (i * 7 % 64) as i64).collect();
     let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [2, 33]), &dev);
     let (inputs, targets) = (ids.clone().narrow(1, 0, 32), ids.narrow(1, 1, 32));

@@ -3,10 +3,10 @@
 //! the length, and segment boundaries that fall inside chunks.
 
 use burn::prelude::*;
-use forgetlab_model::{Mamba2, Mamba2Config, ModelState, ScanHooks, StateNormClip};
+use forgetlab_model::{Model, ModelConfig, ModelState, ScanHooks, StateNormClip};
 
-fn tiny(ngroups: usize, chunk_size: usize, tie: bool, bias: bool) -> Mamba2Config {
-    let mut c = Mamba2Config::new(32, 2, 97);
+fn tiny(ngroups: usize, chunk_size: usize, tie: bool, bias: bool) -> ModelConfig {
+    let mut c = ModelConfig::new(32, 2, 97);
     c.d_state = 8;
     c.headdim = 8;
     c.ngroups = ngroups;
@@ -39,7 +39,7 @@ fn all_paths_agree_for_groups_biases_and_odd_sizes() {
         (8, 3, false, false, 17),
     ] {
         let config = tiny(ngroups, chunk, tie, bias);
-        let model = Mamba2::init(&config, 11, &dev).unwrap();
+        let model = Model::init(&config, 11, &dev).unwrap();
         let input = ids(3, len, config.vocab_size, &dev);
         let (chunked, _) = model.forward(input.clone(), None, &hooks);
         let what = format!("groups {ngroups} chunk {chunk} len {len}");
@@ -71,8 +71,8 @@ fn all_paths_agree_for_groups_biases_and_odd_sizes() {
 fn init_is_deterministic_and_logits_are_sane() {
     let dev = Device::flex();
     let config = tiny(1, 16, true, false);
-    let a = Mamba2::init(&config, 3, &dev).unwrap();
-    let b = Mamba2::init(&config, 3, &dev).unwrap();
+    let a = Model::init(&config, 3, &dev).unwrap();
+    let b = Model::init(&config, 3, &dev).unwrap();
     let input = ids(2, 20, config.vocab_size, &dev);
     let (la, _) = a.forward(input.clone(), None, &ScanHooks::default());
     let (lb, _) = b.forward(input, None, &ScanHooks::default());
@@ -83,7 +83,7 @@ fn init_is_deterministic_and_logits_are_sane() {
     assert_eq!(config.padded_vocab_size(), 112);
 }
 
-fn stepped(model: &Mamba2, input: &Tensor<2, Int>, hooks: &ScanHooks) -> Tensor<3> {
+fn stepped(model: &Model, input: &Tensor<2, Int>, hooks: &ScanHooks) -> Tensor<3> {
     let [batch, len] = input.dims();
     let mut state = model.zero_state(batch);
     let mut steps = Vec::new();
@@ -100,7 +100,7 @@ fn stepped(model: &Mamba2, input: &Tensor<2, Int>, hooks: &ScanHooks) -> Tensor<
 fn rri_with_lambda_one_is_the_identity_and_otherwise_acts() {
     let dev = Device::flex();
     let config = tiny(2, 8, true, false);
-    let model = Mamba2::init(&config, 5, &dev).unwrap();
+    let model = Model::init(&config, 5, &dev).unwrap();
     let input = ids(2, 33, config.vocab_size, &dev);
     let plain = model.forward(input.clone(), None, &ScanHooks::default()).0;
     let identity = ScanHooks {
@@ -142,7 +142,7 @@ fn rri_with_lambda_one_is_the_identity_and_otherwise_acts() {
 fn sliding_window_agrees_across_paths_and_equals_full_model_when_window_covers_all() {
     let dev = Device::flex();
     let config = tiny(2, 8, true, false);
-    let model = Mamba2::init(&config, 9, &dev).unwrap();
+    let model = Model::init(&config, 9, &dev).unwrap();
     let input = ids(2, 40, config.vocab_size, &dev);
     let windowed = ScanHooks {
         sliding_window: Some(7),
@@ -176,7 +176,7 @@ fn sliding_window_agrees_across_paths_and_equals_full_model_when_window_covers_a
 fn state_norm_clipping_bounds_every_head() {
     let dev = Device::flex();
     let config = tiny(1, 8, true, false);
-    let model = Mamba2::init(&config, 2, &dev).unwrap();
+    let model = Model::init(&config, 2, &dev).unwrap();
     let input = ids(2, 64, config.vocab_size, &dev);
     let free = model.forward_streaming(input.clone(), 16, None, &ScanHooks::default(), |_, _| {});
     let norms = free.ssm_norms();
@@ -205,7 +205,7 @@ fn clip_hooks(limits: Vec<Vec<f32>>, every: usize) -> ScanHooks {
 }
 
 /// Per-head limits at `fraction` of the norms the free model reaches after `input`.
-fn limits_below_free(model: &Mamba2, input: &Tensor<2, Int>, fraction: f32) -> Vec<Vec<f32>> {
+fn limits_below_free(model: &Model, input: &Tensor<2, Int>, fraction: f32) -> Vec<Vec<f32>> {
     let heads = model.config().nheads();
     let (_, free) = model.forward(input.clone(), None, &ScanHooks::default());
     free.ssm_norms()
@@ -215,7 +215,7 @@ fn limits_below_free(model: &Mamba2, input: &Tensor<2, Int>, fraction: f32) -> V
 }
 
 fn streamed(
-    model: &Mamba2,
+    model: &Model,
     input: &Tensor<2, Int>,
     segment: usize,
     hooks: &ScanHooks,
@@ -245,7 +245,7 @@ fn max_state_diff(a: &ModelState, b: &ModelState) -> f32 {
 fn clipping_at_a_cadence_equals_a_manual_loop_in_every_path() {
     let dev = Device::flex();
     let config = tiny(2, 8, true, false);
-    let model = Mamba2::init(&config, 21, &dev).unwrap();
+    let model = Model::init(&config, 21, &dev).unwrap();
     let (batch, len, every) = (2, 45, 8);
     let input = ids(batch, len, config.vocab_size, &dev);
     let limits = limits_below_free(&model, &input, 0.3);
@@ -315,7 +315,7 @@ fn clipping_at_a_cadence_equals_a_manual_loop_in_every_path() {
 fn a_cadence_that_never_triggers_changes_nothing() {
     let dev = Device::flex();
     let config = tiny(1, 8, false, true);
-    let model = Mamba2::init(&config, 8, &dev).unwrap();
+    let model = Model::init(&config, 8, &dev).unwrap();
     let len = 37;
     let input = ids(2, len, config.vocab_size, &dev);
     let hooks = clip_hooks(limits_below_free(&model, &input, 0.01), len + 1);

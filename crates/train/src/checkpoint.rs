@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use forgetlab_data::DataCursor;
-use forgetlab_model::Mamba2;
+use forgetlab_model::Model;
 use forgetlab_runs::marker::{CheckpointMarker, Damage, Integrity, set_aside_path, verify};
 use forgetlab_runs::{RunConfig, RunDir, unix_now, write_json_atomic};
 use serde::{Deserialize, Serialize};
@@ -53,7 +53,7 @@ pub struct TrainerState {
 /// down to `train.keep_checkpoints`.
 pub fn save(
     run: &RunDir,
-    model: &Mamba2,
+    model: &Model,
     optimizer: &ModuleOptimizer,
     state: &TrainerState,
     config: &RunConfig,
@@ -146,7 +146,7 @@ pub struct Restored {
 impl Restored {
     /// Loads the model weights (with their parameter ids, which key the optimizer state) into
     /// `model`, which must have the run's architecture.
-    pub fn model(&self, model: Mamba2) -> Result<Mamba2, TrainError> {
+    pub fn model(&self, model: Model) -> Result<Model, TrainError> {
         model
             .try_load_file(self.dir.join(MODEL_FILE))
             .map_err(|e| TrainError::Checkpoint {

@@ -5,17 +5,17 @@ use burn::module::ParamGroup;
 use burn::module::{ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use forgetlab_model::Mamba2;
+use forgetlab_model::Model;
 use forgetlab_runs::config::OptimConfig;
 
 /// Parameters that get no weight decay, as the model's parameter table says: norm weights,
 /// biases, the decay and step-size parameters (A_log, dt_bias) and Mamba-2's D.
-pub fn no_decay_ids(model: &Mamba2) -> Vec<ParamId> {
+pub fn no_decay_ids(model: &Model) -> Vec<ParamId> {
     model.no_decay_ids()
 }
 
 /// AdamW over `model` with decay on weight matrices only.
-pub fn adamw(config: &OptimConfig, model: &Mamba2) -> ModuleOptimizer {
+pub fn adamw(config: &OptimConfig, model: &Model) -> ModuleOptimizer {
     let base = || {
         AdamWConfig::new()
             .with_beta_1(config.beta1 as f32)
@@ -33,7 +33,7 @@ pub fn adamw(config: &OptimConfig, model: &Mamba2) -> ModuleOptimizer {
 }
 
 /// The L2 norm of all gradients together, as a scalar tensor.
-pub fn global_grad_norm(model: &Mamba2, grads: &GradientsParams) -> f64 {
+pub fn global_grad_norm(model: &Model, grads: &GradientsParams) -> f64 {
     struct SquaredNorm<'a> {
         grads: &'a GradientsParams,
         total: Option<Tensor<1>>,
@@ -58,7 +58,7 @@ pub fn global_grad_norm(model: &Mamba2, grads: &GradientsParams) -> f64 {
 }
 
 /// Scales every gradient by `factor`.
-pub fn scale_grads(model: &Mamba2, grads: &mut GradientsParams, factor: f64) {
+pub fn scale_grads(model: &Model, grads: &mut GradientsParams, factor: f64) {
     struct Scale<'a> {
         grads: &'a mut GradientsParams,
         factor: f64,
@@ -75,7 +75,7 @@ pub fn scale_grads(model: &Mamba2, grads: &mut GradientsParams, factor: f64) {
 
 /// Clips the global gradient norm to `max_norm` (0 = no clipping) and returns the norm
 /// before clipping.
-pub fn clip_global_norm(model: &Mamba2, grads: &mut GradientsParams, max_norm: f64) -> f64 {
+pub fn clip_global_norm(model: &Model, grads: &mut GradientsParams, max_norm: f64) -> f64 {
     let norm = global_grad_norm(model, grads);
     if max_norm > 0.0 && norm > max_norm {
         scale_grads(model, grads, max_norm / (norm + 1e-6));

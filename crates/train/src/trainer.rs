@@ -16,7 +16,7 @@ use burn::prelude::*;
 use forgetlab_data::{HeldOut, Tokenizer, TrainStream, data_identity, heldout_stream};
 use forgetlab_model::loss::token_losses;
 use forgetlab_model::parallel::{LossAndGradients, summed_gradients};
-use forgetlab_model::{Mamba2, ModelState, ScanHooks};
+use forgetlab_model::{Model, ModelState, ScanHooks};
 use forgetlab_runs::config::{Precision, RunConfig, StatePassing};
 use forgetlab_runs::provenance::{DataIdentity, DataProvenance};
 use forgetlab_runs::{MetricKind, MetricRecord, RunDir, RunState};
@@ -289,7 +289,7 @@ fn run_loop(
     // Model and optimizer, fresh or restored (parameter ids come back with the weights and
     // key the optimizer state).
     let mut model =
-        Mamba2::init(&config.model, config.seed, &autodiff)?.with_precision(train.precision);
+        Model::init(&config.model, config.seed, &autodiff)?.with_precision(train.precision);
     let mut trainer = TrainerState {
         step: 0,
         tokens: 0,
@@ -442,7 +442,7 @@ fn run_loop(
 fn interrupt(
     run: &RunDir,
     config: &RunConfig,
-    model: &Mamba2,
+    model: &Model,
     optimizer: &burn::optim::ModuleOptimizer,
     trainer: &TrainerState,
 ) -> Result<TrainOutcome, TrainError> {
@@ -460,7 +460,7 @@ fn interrupt(
 /// `model` (the model or a replica of it on `device`): its gradients and its contribution to
 /// the step's mean loss.
 fn micro_batch_gradients(
-    model: &Mamba2,
+    model: &Model,
     tokens: &[u32],
     batch: usize,
     config: &RunConfig,
@@ -472,7 +472,7 @@ fn micro_batch_gradients(
     let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
     let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, seq_len + 1]), device);
     let hooks = ScanHooks::default();
-    let mut accumulator = GradientsAccumulator::<Mamba2>::new();
+    let mut accumulator = GradientsAccumulator::<Model>::new();
     let mut state: Option<ModelState> = None;
     let mut pending: Option<Tensor<1>> = None;
     let mut total = 0.0;
@@ -567,7 +567,7 @@ fn validation_sequences(heldout: &mut HeldOut, config: &RunConfig) -> Result<Vec
 
 /// Mean next-token loss on the validation sequences, without gradients, with the training
 /// segmentation.
-fn validation_loss(model: &Mamba2, sequences: &[u32], config: &RunConfig, device: &Device) -> f64 {
+fn validation_loss(model: &Model, sequences: &[u32], config: &RunConfig, device: &Device) -> f64 {
     let model = model.valid();
     let window = config.train.seq_len + 1;
     let batch = config.train.sequences_per_micro_batch().max(1);

@@ -6,19 +6,19 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use forgetlab_model::{Mamba2, Mamba2Config, Weights};
+use forgetlab_model::{Model, ModelConfig, Weights};
 use forgetlab_runs::config::OptimConfig;
 use forgetlab_train::optimizer::{adamw, clip_global_norm};
 
 /// A small Mamba-2 with every kind of parameter: biases on the projections and the
 /// convolution, and an untied LM head.
-fn model(device: &Device) -> Mamba2 {
-    let config: Mamba2Config = forgetlab_runs::config::parse(
+fn model(device: &Device) -> Model {
+    let config: ModelConfig = forgetlab_runs::config::parse(
         "d_model = 32\nn_layer = 2\nd_state = 8\nheaddim = 16\nvocab_size = 64\n\
          tie_embeddings = false\nbias = true\nconv_bias = true\n",
     )
     .unwrap();
-    Mamba2::init(&config, 7, device).unwrap()
+    Model::init(&config, 7, device).unwrap()
 }
 
 /// Whether a parameter, by checkpoint name, is one AdamW must not decay.
@@ -33,7 +33,7 @@ fn exempt_from_decay(name: &str) -> bool {
 
 /// Gradients of `model` that are exactly zero for every parameter, taken through the
 /// backward pass and `GradientsParams::from_grads` as in training.
-fn zero_gradients(model: &Mamba2) -> GradientsParams {
+fn zero_gradients(model: &Model) -> GradientsParams {
     struct Sum(Option<Tensor<1>>);
     impl ModuleVisitor for Sum {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -120,7 +120,7 @@ fn weight_decay_spares_a_log_d_dt_bias_norms_and_biases() {
 }
 
 /// Every parameter's gradient as f32 values, in the model's visiting order.
-fn gradient_values(model: &Mamba2, grads: &GradientsParams) -> Vec<Vec<f32>> {
+fn gradient_values(model: &Model, grads: &GradientsParams) -> Vec<Vec<f32>> {
     struct Read<'a> {
         grads: &'a GradientsParams,
         out: Vec<Vec<f32>>,
@@ -145,7 +145,7 @@ fn gradient_values(model: &Mamba2, grads: &GradientsParams) -> Vec<Vec<f32>> {
 
 /// Gradients with fixed, varied values (both signs, a range of magnitudes) for every
 /// parameter of `model`.
-fn fixed_gradients(model: &Mamba2) -> GradientsParams {
+fn fixed_gradients(model: &Model) -> GradientsParams {
     struct Fill {
         grads: GradientsParams,
         next: u64,

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use forgetlab_model::Mamba2Config as ModelConfig;
+use forgetlab_model::ModelConfig;
 use forgetlab_model::bench::{
     BenchModel, BenchResult, HeadGradient, bench_streaming, bench_training, gemm_gflops,
     reference_models,
@@ -449,7 +449,12 @@ fn print_results(results: &[BenchResult], gemm: f64, json: bool) -> Result<()> {
         println!("{}", serde_json::json!({ "gemm_gflops": gemm }));
         return Ok(());
     }
-    let width = results.iter().map(|r| r.model.len()).max().unwrap_or(5).max(5);
+    let width = results
+        .iter()
+        .map(|r| r.model.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     println!(
         "{:<width$} mixer           N_S (M)  mode                 seq_len  tokens/step  tokens/s   s/step  peak RSS MiB  GFLOP/s  of GEMM",
         "model"

@@ -8,7 +8,7 @@ use clap::{Subcommand, ValueEnum};
 use forgetlab_model::checkpoint::{self, Flavor};
 use forgetlab_model::params::Naming;
 use forgetlab_model::weights::expected_shapes;
-use forgetlab_model::{Mamba2, Mamba2Config, ScanHooks};
+use forgetlab_model::{Model, ModelConfig, ScanHooks};
 use forgetlab_runs::{DirLock, RunConfig, RunDir};
 
 #[derive(clap::Args)]
@@ -101,7 +101,7 @@ pub fn run(args: Args) -> Result<()> {
                 Some(s) => s,
                 None => RunConfig::load(&config).map(|c| c.seed).unwrap_or(0),
             };
-            let model = Mamba2::init(&model_config, seed, &Device::flex())?;
+            let model = Model::init(&model_config, seed, &Device::flex())?;
             let _lock = lock_enclosing_run(&output)?;
             checkpoint::save(&model, &output)?;
             println!("{}: initialised with seed {seed}", output.display());
@@ -162,7 +162,7 @@ fn set_param(checkpoint: &Path, output: &Path, param: &str, value: f32) -> Resul
 }
 
 /// Reads a model config from a run config, a bare model config, or a checkpoint.
-fn model_config(path: &Path) -> Result<(Mamba2Config, String)> {
+fn model_config(path: &Path) -> Result<(ModelConfig, String)> {
     if path.extension().is_some_and(|e| e == "toml") {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -173,8 +173,8 @@ fn model_config(path: &Path) -> Result<(Mamba2Config, String)> {
             let run = RunConfig::load(path)?;
             return Ok((run.model, "run config".into()));
         }
-        let config: Mamba2Config =
-            forgetlab_runs::config::parse_validated(&text, |c: &Mamba2Config| c.validate())
+        let config: ModelConfig =
+            forgetlab_runs::config::parse_validated(&text, |c: &ModelConfig| c.validate())
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         return Ok((config, "model config".into()));
     }
@@ -249,7 +249,11 @@ fn info(path: &Path, json: bool) -> Result<()> {
         state.total,
         state.millions()
     );
-    let recurrent = if config.mixer.is_mamba2() { "SSM states" } else { "delta-rule states" };
+    let recurrent = if config.mixer.is_mamba2() {
+        "SSM states"
+    } else {
+        "delta-rule states"
+    };
     println!("    {recurrent:<18}{:>12}", state.ssm);
     println!("    conv caches     {:>14}", state.conv);
     println!("  tensors (checkpoint names, PyTorch layouts):");
@@ -339,7 +343,7 @@ fn logits(
     Ok(())
 }
 
-fn compute_logits(model: &Mamba2, ids: Tensor<2, Int>, mode: Mode, segment: usize) -> Tensor<3> {
+fn compute_logits(model: &Model, ids: Tensor<2, Int>, mode: Mode, segment: usize) -> Tensor<3> {
     let hooks = ScanHooks::default();
     let [batch, seq] = ids.dims();
     match mode {

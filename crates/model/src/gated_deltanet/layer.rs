@@ -12,7 +12,8 @@ use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, silu, softplus};
 
 use super::rule::{DeltaInputs, delta_chunked, delta_recurrent};
-use crate::ScanHooks;
+use crate::ops::rms_normalize;
+use crate::{ScanHooks, ops};
 
 /// The sizes of one layer.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -294,32 +295,21 @@ impl GatedDeltaNet {
 
 /// `silu(conv(cache ++ x))` of a depthwise causal convolution without bias (x `[b, l, c]`,
 /// cache `[b, w - 1, c]`, weight `[c, w]`), and the new cache: the last `w - 1` rows of
-/// `cache ++ x`.
+/// `cache ++ x` (the same kernels as Mamba-2's convolution).
 pub fn conv_silu(
     x_blc: Tensor<3>,
     cache_bkc: Tensor<3>,
     weight_cw: Tensor<2>,
 ) -> (Tensor<3>, Tensor<3>) {
-    let [_, len, channels] = x_blc.dims();
-    let [_, width] = weight_cw.dims();
-    let padded_btc = Tensor::cat(vec![cache_bkc, x_blc], 1);
-    let new_cache = padded_btc.clone().narrow(1, len, width - 1);
-    let tap = |j: usize| {
-        padded_btc.clone().narrow(1, j, len)
-            * weight_cw.clone().narrow(1, j, 1).reshape([1, 1, channels])
-    };
-    let out = (1..width).fold(tap(0), |sum, j| sum + tap(j));
-    (silu(out), new_cache)
+    let next_cache_bkc = ops::shift_cache(cache_bkc.clone(), x_blc.clone());
+    (
+        ops::conv_silu(x_blc, cache_bkc, weight_cw, None),
+        next_cache_bkc,
+    )
 }
 
 /// x / sqrt(Σ x² + 1e-6) over the last dimension (fla's L2 norm of q and k).
 pub fn l2_normalize<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let rnorm = (x.clone().square().sum_dim(D - 1) + 1e-6).sqrt().recip();
     x * rnorm
-}
-
-/// x / sqrt(mean(x²) + eps) over the last dimension.
-pub fn rms_normalize<const D: usize>(x: Tensor<D>, eps: f64) -> Tensor<D> {
-    let rstd = (x.clone().square().mean_dim(D - 1) + eps).sqrt().recip();
-    x * rstd
 }

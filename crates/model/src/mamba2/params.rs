@@ -6,7 +6,7 @@
 //! √n_layer (one residual per layer, no MLP); the depthwise conv U(±1/√d_conv); dt_bias the
 //! inverse softplus of a log-uniform dt; A_log = log U[A_init_range]; D = 1.
 
-use crate::mixer::Mixer;
+use super::mixer::Mamba2Mixer;
 use crate::params::{Init, Layout, ParamRef, ParamSpec, Parameters};
 use crate::precision::Precision;
 use crate::weights::Source;
@@ -66,10 +66,10 @@ pub fn table(config: &ModelConfig, prefix: &str) -> Vec<ParamSpec> {
     rows
 }
 
-impl Mixer {
+impl Mamba2Mixer {
     /// The mixer from its named tensors (which [`crate::Weights::validate`] has checked).
     pub(crate) fn from_source(config: &ModelConfig, source: &mut Source<'_>) -> Self {
-        Mixer {
+        Mamba2Mixer {
             in_proj: source.linear("in_proj", config.bias),
             conv_weight: source.conv("conv1d.weight"),
             conv_bias: config.conv_bias.then(|| source.vector("conv1d.bias")),
@@ -84,7 +84,7 @@ impl Mixer {
     }
 }
 
-impl Parameters for Mixer {
+impl Parameters for Mamba2Mixer {
     fn visit_parameters<'a>(&'a self, visit: &mut dyn FnMut(&str, ParamRef<'a>)) {
         visit("in_proj.weight", ParamRef::R2(&self.in_proj.weight));
         if let Some(b) = &self.in_proj.bias {

@@ -10,14 +10,14 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::softplus;
 
-use crate::ops;
+use crate::mamba2::ssd::{ScanInputs, WindowState, scan_step, window_correction};
+use crate::ops::{self, shift_cache};
 use crate::precision::{self, Precision};
-use crate::ssd::{ScanInputs, WindowState, scan_step, window_correction};
-use crate::{Mamba2Config, ScanHooks};
+use crate::{ModelConfig, ScanHooks};
 
 /// A mixer's recurrent state: everything it needs to continue a sequence.
 #[derive(Debug, Clone)]
-pub struct LayerState {
+pub struct Mamba2State {
     /// Last `d_conv - 1` pre-convolution xBC columns: [batch, d_conv - 1, conv_dim].
     pub conv_bkc: Tensor<3>,
     /// SSM state: [batch, heads, headdim, d_state].
@@ -26,9 +26,9 @@ pub struct LayerState {
     pub window: Option<WindowState>,
 }
 
-impl LayerState {
+impl Mamba2State {
     /// The zero state that starts every sequence.
-    pub fn zeros(config: &Mamba2Config, batch: usize, device: &Device) -> Self {
+    pub fn zeros(config: &ModelConfig, batch: usize, device: &Device) -> Self {
         Self {
             conv_bkc: Tensor::zeros([batch, config.d_conv - 1, config.conv_dim()], device),
             ssm_bhpn: Tensor::zeros(
@@ -71,7 +71,7 @@ impl LayerState {
 /// A layer's intermediate activations for a segment, recorded on request for diagnostics and
 /// conformance tests (recording only keeps handles to tensors computed anyway).
 #[derive(Debug, Clone)]
-pub struct LayerTrace {
+pub struct Mamba2Trace {
     /// in_proj output z | xBC | dt: [batch, length, d_in_proj].
     pub in_proj_bld: Tensor<3>,
     /// log α_t = Δ_t A (+ interventions): [batch, length, heads].
@@ -86,13 +86,13 @@ pub struct LayerTrace {
     pub out_bld: Tensor<3>,
 }
 
-impl LayerTrace {
+impl Mamba2Trace {
     /// One trace for consecutive pieces of a segment (each field concatenated over time).
-    pub fn concat(pieces: Vec<LayerTrace>) -> LayerTrace {
-        let field = |get: fn(&LayerTrace) -> &Tensor<3>| {
+    pub fn concat(pieces: Vec<Mamba2Trace>) -> Mamba2Trace {
+        let field = |get: fn(&Mamba2Trace) -> &Tensor<3>| {
             Tensor::cat(pieces.iter().map(|p| get(p).clone()).collect(), 1)
         };
-        LayerTrace {
+        Mamba2Trace {
             in_proj_bld: field(|p| &p.in_proj_bld),
             log_alpha_blh: field(|p| &p.log_alpha_blh),
             scan_y_bli: field(|p| &p.scan_y_bli),
@@ -105,7 +105,7 @@ impl LayerTrace {
 
 /// The Mamba-2 mixer module. Parameter names mirror `mamba_ssm`.
 #[derive(Module, Debug)]
-pub struct Mixer {
+pub struct Mamba2Mixer {
     /// d_model → z | x | B | C | dt.
     pub in_proj: Linear,
     /// Depthwise causal convolution weight: [conv_dim, d_conv].
@@ -122,7 +122,7 @@ pub struct Mixer {
     /// d_inner → d_model.
     pub out_proj: Linear,
     #[module(skip)]
-    pub config: Mamba2Config,
+    pub config: ModelConfig,
     /// Precision of the in_proj and out_proj products (see [`crate::precision`]).
     #[module(skip)]
     pub precision: Precision,
@@ -144,7 +144,7 @@ impl Projected {
     }
 }
 
-impl Mixer {
+impl Mamba2Mixer {
     /// in_proj as one product per piece (z, x, B, C, dt): slicing one product's output
     /// instead costs the backward a zero-filled buffer of the whole output per piece.
     fn project(&self, u_bld: Tensor<3>) -> Projected {
@@ -248,10 +248,10 @@ impl Mixer {
     pub fn forward(
         &self,
         u_bld: Tensor<3>,
-        state: LayerState,
+        state: Mamba2State,
         hooks: &ScanHooks,
-        trace: Option<&mut Vec<LayerTrace>>,
-    ) -> (Tensor<3>, LayerState) {
+        trace: Option<&mut Vec<Mamba2Trace>>,
+    ) -> (Tensor<3>, Mamba2State) {
         let c = &self.config;
         let [batch, len, _] = u_bld.dims();
         let projected = self.project(u_bld);
@@ -277,7 +277,7 @@ impl Mixer {
         let normed_bli = self.gated_norm(y_bli.clone(), projected.z_bli.clone());
         let out_bld = precision::linear(&self.out_proj, normed_bli.clone(), self.precision);
         if let (Some(trace), Some(in_proj_bld)) = (trace, in_proj_bld) {
-            trace.push(LayerTrace {
+            trace.push(Mamba2Trace {
                 in_proj_bld,
                 log_alpha_blh,
                 scan_y_bli: y_bli,
@@ -288,7 +288,7 @@ impl Mixer {
         }
         (
             out_bld,
-            LayerState {
+            Mamba2State {
                 conv_bkc,
                 ssm_bhpn,
                 window,
@@ -323,9 +323,9 @@ impl Mixer {
     pub fn step(
         &self,
         u_bd: Tensor<2>,
-        state: LayerState,
+        state: Mamba2State,
         hooks: &ScanHooks,
-    ) -> (Tensor<2>, LayerState) {
+    ) -> (Tensor<2>, Mamba2State) {
         let c = &self.config;
         let [batch, _] = u_bd.dims();
         let projected = self.project(u_bd.unsqueeze_dim::<3>(1));
@@ -361,7 +361,7 @@ impl Mixer {
         );
         (
             out_b1d.squeeze_dim(1),
-            LayerState {
+            Mamba2State {
                 conv_bkc,
                 ssm_bhpn,
                 window,
@@ -370,35 +370,17 @@ impl Mixer {
     }
 }
 
-/// The last `k - 1` rows of `cache ++ x`, for x `[b, l, c]` and cache `[b, k - 1, c]`: the
-/// cache after x.
-fn shift_cache(cache_bkc: Tensor<3>, x_blc: Tensor<3>) -> Tensor<3> {
-    let [_, len, _] = x_blc.dims();
-    let context = cache_bkc.dims()[1];
-    if len >= context {
-        x_blc.narrow(1, len - context, context)
-    } else {
-        Tensor::cat(vec![cache_bkc.narrow(1, len, context - len), x_blc], 1)
-    }
-}
-
-/// x / sqrt(mean(x², last dim) + eps).
-pub fn rms_normalize<const D: usize>(x: Tensor<D>, eps: f64) -> Tensor<D> {
-    let rstd = (x.clone().square().mean_dim(D - 1) + eps).sqrt().recip();
-    x * rstd
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Mamba2;
+    use crate::Model;
     use crate::testing::{assert_close, random, tiny_config};
 
     /// The first mixer of a tiny model with two groups and a conv bias, on an autodiff CPU.
-    fn mixer(device: &Device) -> Mixer {
+    fn mixer(device: &Device) -> Mamba2Mixer {
         let mut config = tiny_config();
         config.ngroups = 2;
-        let mut model = Mamba2::init(&config, 3, device).expect("valid config");
+        let mut model = Model::init(&config, 3, device).expect("valid config");
         match model.layers.swap_remove(0).mixer {
             crate::block::Mixer::Mamba2(mixer) => mixer,
             crate::block::Mixer::GatedDeltaNet(_) => unreachable!("a Mamba-2 config"),
