@@ -231,6 +231,8 @@ pub fn cell_status(s: &RunSummary) -> CellStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct GridRow {
     pub state_size: u64,
+    /// The runs' mixer (rows of two mixers at the same N_S stay apart).
+    pub mixer: Option<String>,
     pub d_state: Option<usize>,
     pub n_layer: Option<usize>,
     pub d_model: Option<usize>,
@@ -251,20 +253,24 @@ pub fn grid(rows: &[RunRow]) -> Grid {
     let mut seq_lens: Vec<usize> = rows.iter().filter_map(|r| r.summary.seq_len).collect();
     seq_lens.sort_unstable();
     seq_lens.dedup();
-    let mut by_size: BTreeMap<u64, GridRow> = BTreeMap::new();
+    let mut by_size: BTreeMap<(u64, Option<String>), GridRow> = BTreeMap::new();
     let mut unplaced = Vec::new();
     for r in rows {
         let (Some(size), Some(len)) = (r.summary.state_size, r.summary.seq_len) else {
             unplaced.push(r.summary.name.clone());
             continue;
         };
-        let row = by_size.entry(size).or_insert_with(|| GridRow {
-            state_size: size,
-            d_state: r.summary.d_state,
-            n_layer: r.summary.n_layer,
-            d_model: r.summary.d_model,
-            cells: vec![Vec::new(); seq_lens.len()],
-        });
+        let mixer = r.summary.mixer.clone();
+        let row = by_size
+            .entry((size, mixer.clone()))
+            .or_insert_with(|| GridRow {
+                state_size: size,
+                mixer,
+                d_state: r.summary.d_state,
+                n_layer: r.summary.n_layer,
+                d_model: r.summary.d_model,
+                cells: vec![Vec::new(); seq_lens.len()],
+            });
         if let Ok(col) = seq_lens.binary_search(&len) {
             row.cells[col].push(r.summary.name.clone());
         }
@@ -656,6 +662,29 @@ pub fn root_stamp(root: &RunsRoot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs of two mixers that happen to share N_S get a row each, not one merged row.
+    #[test]
+    fn the_grid_keeps_mixers_apart_at_equal_state_size() {
+        let run = |name: &str, mixer: &str, len: usize| {
+            let mut row = broken_row(name, "");
+            row.summary.problems.clear();
+            row.summary.state_size = Some(2624);
+            row.summary.seq_len = Some(len);
+            row.summary.mixer = Some(mixer.to_string());
+            row
+        };
+        let rows = [
+            run("a", "mamba2", 128),
+            run("b", "gated-deltanet", 128),
+            run("c", "mamba2", 256),
+        ];
+        let g = grid(&rows);
+        assert_eq!(g.rows.len(), 2);
+        let cells: Vec<Vec<Vec<String>>> = g.rows.iter().map(|r| r.cells.clone()).collect();
+        assert!(cells.contains(&vec![vec!["a".to_string()], vec!["c".to_string()]]));
+        assert!(cells.contains(&vec![vec!["b".to_string()], vec![]]));
+    }
 
     #[test]
     fn relative_names_start_at_eval() {

@@ -253,6 +253,7 @@ pub fn grid_fragment(view: &ExperimentView) -> Markup {
                                 th.size {
                                     div.ns { "N_S " (state_size_text(row.state_size)) }
                                     div.shape {
+                                        @if let Some(label) = mixer_label(row.mixer.as_deref()) { (label) " · " }
                                         @if let Some(d) = row.d_state { "d_state " (d) }
                                         @if let (Some(l), Some(m)) = (row.n_layer, row.d_model) { " · " (l) "L × " (m) }
                                     }
@@ -489,7 +490,11 @@ pub fn run_header(d: &RunDetail) -> Markup {
             div.stat { div.k { "val loss" } div.v { (loss(s.last_val_loss)) } }
             div.stat { div.k { "N_S" } div.v { (s.state_size.map(state_size_text).unwrap_or_else(|| "–".into())) } }
             div.stat { div.k { "T_train" } div.v { (s.seq_len.map(|l| fmt_length(l as f64)).unwrap_or_else(|| "–".into())) } }
-            div.stat { div.k { "model" } div.v { (opt(s.n_layer)) "L × " (opt(s.d_model)) ", d_state " (opt(s.d_state)) } }
+            div.stat { div.k { "model" } div.v {
+                @if let Some(label) = mixer_label(s.mixer.as_deref()) { (label) ", " }
+                (opt(s.n_layer)) "L × " (opt(s.d_model))
+                @if let Some(d) = s.d_state { ", d_state " (d) }
+            } }
             div.stat { div.k { "T_recall" } div.v { (d.row.t_recall.map(|t| fmt_length(t as f64)).unwrap_or_else(|| "–".into())) } }
             div.stat { div.k { "metrics" } div.v #run-records data-records=(d.metrics.records) { (d.metrics.records) " records" } }
             @if let Some(st) = &d.status {
@@ -692,6 +697,15 @@ pub fn error_page(status: u16, message: &str, root_display: &str) -> Markup {
         div.card { p { (message) } p { a href="/" { "back to the experiments" } } }
     };
     layout("Error", &[], "", "", 2000, root_display, content)
+}
+
+/// How a mixer is named on pages: nothing for Mamba-2 (every older run), its name otherwise.
+fn mixer_label(mixer: Option<&str>) -> Option<String> {
+    match mixer {
+        Some("mamba2") | None => None,
+        Some("gated-deltanet") => Some("Gated DeltaNet".to_string()),
+        Some(other) => Some(other.to_string()),
+    }
 }
 
 #[cfg(test)]

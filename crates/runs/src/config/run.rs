@@ -111,7 +111,10 @@ impl RunConfig {
         self.train.validate()?;
         self.optim.validate()?;
         self.data.validate()?;
-        self.eval.validate(self.train.seq_len)
+        self.eval.validate(self.train.seq_len)?;
+        self.eval
+            .mitigation
+            .check_mixer(self.model.mixer, "eval.mitigation")
     }
 }
 

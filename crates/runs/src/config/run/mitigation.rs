@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Invalid;
+use crate::config::{Invalid, MixerKind};
 
 /// Inference-time interventions on the recurrence (paper.md section 6). All default to off.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -57,6 +57,28 @@ impl Mitigation {
         }
     }
 
+    /// Refuses interventions the model's mixer does not have: RRI's λ_B (Gated DeltaNet has
+    /// no B) and the exact sliding window (written for Mamba-2's scan) are Mamba-2's.
+    pub fn check_mixer(&self, mixer: MixerKind, prefix: &str) -> Result<(), Invalid> {
+        if mixer == MixerKind::Mamba2 {
+            return Ok(());
+        }
+        let mamba2_only = [
+            ("rri_b", self.rri_b.is_some()),
+            ("sliding_window", self.sliding_window.is_some()),
+        ];
+        match mamba2_only.iter().find(|(_, set)| *set) {
+            Some((key, _)) => Err(Invalid::new(
+                format!("{prefix}.{key}"),
+                format!(
+                    "a Mamba-2 intervention; model.mixer = \"{}\" has none",
+                    mixer.name()
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Checks value ranges; `prefix` is the dotted key of the table.
     pub fn validate(&self, prefix: &str) -> Result<(), Invalid> {
         let in_unit = |key: &str, v: Option<f64>| match v {
@@ -96,5 +118,38 @@ impl Mitigation {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mamba2_only_interventions_are_refused_for_other_mixers() {
+        let window = Mitigation {
+            sliding_window: Some(64),
+            ..Mitigation::default()
+        };
+        let key = |m: &Mitigation| {
+            m.check_mixer(MixerKind::GatedDeltaNet, "eval.mitigation")
+                .map_err(|e| e.key)
+        };
+        assert_eq!(
+            key(&window),
+            Err("eval.mitigation.sliding_window".to_string())
+        );
+        assert!(
+            window
+                .check_mixer(MixerKind::Mamba2, "eval.mitigation")
+                .is_ok()
+        );
+        let decay = Mitigation {
+            rri_alpha: Some(0.999),
+            dt_scale: Some(0.5),
+            state_norm_clip: Some(1.0),
+            ..Mitigation::default()
+        };
+        assert_eq!(key(&decay), Ok(()));
     }
 }
