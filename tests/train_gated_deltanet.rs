@@ -293,3 +293,84 @@ fn model_logits_read_fla_layout_and_match_the_fixture_in_every_mode() {
         println!("model logits --mode {mode}: max |diff| {diff:.2e}");
     }
 }
+
+/// A forgetlab checkpoint of a Gated DeltaNet exports to fla's layout (fla's config.json) and
+/// computes the same logits, bit for bit, when read back; a Mamba-2 checkpoint is refused.
+#[test]
+fn export_fla_writes_a_checkpoint_that_computes_the_same_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    write(
+        dir.path(),
+        "model.toml",
+        "d_model = 32\nn_layer = 2\nvocab_size = 300\nchunk_size = 8\n\
+         mixer = \"gated-deltanet\"\n[gated_deltanet]\nheads = 2\nhead_k_dim = 8\n\
+         intermediate_size = 32\n",
+    );
+    run_ok(&[
+        "model",
+        "init",
+        &path("model.toml"),
+        "--output",
+        &path("ours"),
+        "--seed",
+        "4",
+    ]);
+    run_ok(&[
+        "model",
+        "export-fla",
+        "--checkpoint",
+        &path("ours"),
+        "--output",
+        &path("fla"),
+    ]);
+    let config: serde_json::Value = read(&dir.path().join("fla/config.json"));
+    assert_eq!(config["model_type"], "gated_deltanet");
+    assert_eq!(config["num_heads"], 2);
+    let ids = repo().join("tests/fixtures/gated-deltanet-tiny/input_ids.npy");
+    for checkpoint in ["ours", "fla"] {
+        run_ok(&[
+            "model",
+            "logits",
+            "--checkpoint",
+            &path(checkpoint),
+            "--input",
+            ids.to_str().unwrap(),
+            "--output",
+            &path(&format!("{checkpoint}.npy")),
+        ]);
+    }
+    // The same weights (export-fla checks them bit for bit); fla's config has no chunk length,
+    // so the copy runs at the default chunk and agrees to float rounding.
+    let (ours_shape, ours) = read_f32_npy(&dir.path().join("ours.npy"));
+    let (fla_shape, fla) = read_f32_npy(&dir.path().join("fla.npy"));
+    assert_eq!(ours_shape, fla_shape);
+    let diff = ours
+        .iter()
+        .zip(&fla)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(diff <= 1e-5, "logits max |diff| {diff:e}");
+
+    write(
+        dir.path(),
+        "mamba.toml",
+        "d_model = 32\nn_layer = 1\nvocab_size = 300\nheaddim = 16\nd_state = 8\n",
+    );
+    run_ok(&[
+        "model",
+        "init",
+        &path("mamba.toml"),
+        "--output",
+        &path("mamba"),
+    ]);
+    let err = run_err(&[
+        "model",
+        "export-fla",
+        "--checkpoint",
+        &path("mamba"),
+        "--output",
+        &path("x"),
+    ]);
+    assert!(err.contains("Gated DeltaNet"), "{err}");
+}

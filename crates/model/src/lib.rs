@@ -1,15 +1,19 @@
-//! Mamba-2 language models in burn 0.22, with exact training and streaming paths.
+//! Recurrent language models in burn 0.22 (Mamba-2 and Gated DeltaNet), with exact training
+//! and streaming paths.
 //!
 //! - [`ModelConfig`]: the architecture (it is `forgetlab_runs::ModelConfig`, so tools that do
 //!   not link burn compute the same state size N_S and parameter count);
 //! - [`Model`]: the model, with chunked ([`Model::forward`]), recurrent ([`Model::step`])
 //!   and streaming ([`Model::forward_streaming`]) forward passes that agree to float
 //!   rounding, across any segmentation;
-//! - [`init::init_weights`]: `mamba_ssm`'s initialisation, seeded;
-//! - [`checkpoint`]: official state-spaces and Hugging Face checkpoints in, forgetlab's out;
-//! - [`ssd`]: the selective scan itself;
-//! - [`loss`]: the training loss with a hand-written head gradient; [`parallel`]: micro-batches
-//!   on model replicas; [`precision`]: bf16 products for GPUs.
+//! - [`block`]: the mixer seam; [`mamba2`] and [`gated_deltanet`]: the two mixers, each with
+//!   its parameter table;
+//! - [`params`]: the parameter table behind [`init::init_weights`] (seeded), [`weights`],
+//!   [`checkpoint`] (official state-spaces, Hugging Face and fla checkpoints in; forgetlab's
+//!   and fla's out) and the optimizer's no-decay group;
+//! - [`ops`]: host kernel or tensor ops, chosen once per op; [`loss`]: the training loss with a
+//!   hand-written head gradient; [`parallel`]: micro-batches on model replicas; [`precision`]:
+//!   bf16 products for GPUs.
 
 pub mod bench;
 pub mod block;

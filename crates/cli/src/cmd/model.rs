@@ -1,4 +1,4 @@
-//! `forgetlab model info` and `forgetlab model logits` (the conformance entry point).
+//! `forgetlab model`: info, init, set, export-fla and logits (the conformance entry point).
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +54,17 @@ enum ModelCommand {
         param: String,
         #[arg(long, allow_negative_numbers = true)]
         value: f32,
+    },
+    /// Copy a Gated DeltaNet checkpoint (e.g. a run's `model/`) into fla's layout: fla's
+    /// config.json (`model_type` gated_deltanet) and model.safetensors, which
+    /// `GatedDeltaNetForCausalLM.from_pretrained` loads.
+    ExportFla {
+        /// Checkpoint directory, or a weights file with config.json beside it.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Output directory.
+        #[arg(long)]
+        output: PathBuf,
     },
     /// Logits of a checkpoint for token ids from a .npy file.
     Logits {
@@ -113,6 +124,7 @@ pub fn run(args: Args) -> Result<()> {
             param,
             value,
         } => set_param(&checkpoint, &output, &param, value),
+        ModelCommand::ExportFla { checkpoint, output } => export_fla(&checkpoint, &output),
         ModelCommand::Logits {
             checkpoint,
             input,
@@ -131,6 +143,25 @@ fn lock_enclosing_run(output: &Path) -> Result<Option<DirLock>> {
         Some(run) if run.exists() => Ok(Some(DirLock::acquire(run.root())?)),
         _ => Ok(None),
     }
+}
+
+fn export_fla(checkpoint: &Path, output: &Path) -> Result<()> {
+    let (model, _) = checkpoint::load(checkpoint, &Device::flex())?;
+    checkpoint::save_fla(&model, output)
+        .with_context(|| format!("exporting {} to fla's layout", checkpoint.display()))?;
+    let (back, flavor) = checkpoint::load(output, &Device::flex())
+        .with_context(|| format!("reading back {}", output.display()))?;
+    if flavor != Flavor::Fla
+        || forgetlab_model::Weights::from_model(&back)
+            != forgetlab_model::Weights::from_model(&model)
+    {
+        bail!(
+            "{}: the exported checkpoint does not read back as the same model",
+            output.display()
+        );
+    }
+    println!("{}: fla Gated DeltaNet checkpoint", output.display());
+    Ok(())
 }
 
 fn set_param(checkpoint: &Path, output: &Path, param: &str, value: f32) -> Result<()> {

@@ -71,7 +71,8 @@ impl Mitigation {
             Some((key, _)) => Err(Invalid::new(
                 format!("{prefix}.{key}"),
                 format!(
-                    "a Mamba-2 intervention; model.mixer = \"{}\" has none",
+                    "Mamba-2 only; {} (model.mixer = \"{}\") has no such intervention",
+                    mixer.label(),
                     mixer.name()
                 ),
             )),
