@@ -24,29 +24,18 @@ pub fn hooks_for(
     calibration: &[u32],
     every: usize,
 ) -> Result<(ScanHooks, Option<StateNormClip>), String> {
+    mitigation
+        .check_mixer(model.config().mixer, "eval.mitigation")
+        .map_err(|invalid| invalid.to_string())?;
+    let clip = mitigation
+        .state_norm_clip
+        .map(|multiplier| calibrate_state_norms(model, calibration, every, multiplier));
     let hooks = ScanHooks {
         rri_alpha: mitigation.rri_alpha,
         rri_b: mitigation.rri_b,
         dt_scale: mitigation.dt_scale,
         sliding_window: mitigation.sliding_window,
-        state_norm_clip: None,
-    };
-    if !model.config().mixer.is_mamba2()
-        && let Some(setting) = hooks.unsupported_by_gated_deltanet()
-    {
-        return Err(format!(
-            "mitigation {setting} (eval.mitigation.{setting}, --{}) is Mamba-2 only and this \
-             model is {}: drop it (rri_alpha, dt_scale and state_norm_clip apply to both)",
-            setting.replace('_', "-"),
-            model.config().mixer.label()
-        ));
-    }
-    let clip = mitigation
-        .state_norm_clip
-        .map(|multiplier| calibrate_state_norms(model, calibration, every, multiplier));
-    let hooks = ScanHooks {
         state_norm_clip: clip.clone(),
-        ..hooks
     };
     Ok((hooks, clip))
 }

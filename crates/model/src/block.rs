@@ -16,6 +16,7 @@ use crate::gated_deltanet::layer::{
 use crate::gated_deltanet::mlp::Mlp;
 use crate::gated_deltanet::params as gated_deltanet_params;
 use crate::mamba2::{Mamba2Mixer, Mamba2State, Mamba2Trace};
+use crate::ops;
 use crate::precision::Precision;
 use crate::{ModelConfig, ScanHooks};
 
@@ -153,7 +154,7 @@ impl LayerState {
         match self {
             LayerState::Mamba2(s) => LayerState::Mamba2(s.clip_norm(limits)),
             LayerState::GatedDeltaNet(mut s) => {
-                s.state_bhvk = clip_head_norms(s.state_bhvk, limits);
+                s.state_bhvk = ops::clip_head_norms(s.state_bhvk, limits);
                 LayerState::GatedDeltaNet(s)
             }
         }
@@ -168,32 +169,12 @@ impl LayerState {
     }
 }
 
-/// `h ← h · min(1, τ_head / ‖h‖)` for each head's matrix of `[batch, heads, ·, ·]`.
-pub fn clip_head_norms(state_bhxy: Tensor<4>, limits: &[f32]) -> Tensor<4> {
-    let [batch, heads, _, _] = state_bhxy.dims();
-    assert_eq!(limits.len(), heads, "one state-norm limit per head");
-    let device = state_bhxy.device();
-    let limit = Tensor::<1>::from_data(TensorData::new(limits.to_vec(), [heads]), &device)
-        .reshape([1, heads, 1, 1]);
-    let norm = state_bhxy.clone().square().sum_dim(3).sum_dim(2).sqrt();
-    let scale = (limit.expand([batch, heads, 1, 1]) / norm).clamp_max(1.0);
-    state_bhxy * scale
-}
-
 impl LayerTrace {
     /// log α_t per head, [batch, length, heads]: the decay every mixer here has.
     pub fn log_alpha_blh(&self) -> &Tensor<3> {
         match self {
             LayerTrace::Mamba2(t) => &t.log_alpha_blh,
             LayerTrace::GatedDeltaNet(t) => &t.g_blh,
-        }
-    }
-
-    /// The mixer's output, [batch, length, d_model].
-    pub fn out_bld(&self) -> &Tensor<3> {
-        match self {
-            LayerTrace::Mamba2(t) => &t.out_bld,
-            LayerTrace::GatedDeltaNet(t) => &t.out_bld,
         }
     }
 

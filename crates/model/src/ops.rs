@@ -220,3 +220,15 @@ pub fn shift_cache(cache_bkc: Tensor<3>, x_blc: Tensor<3>) -> Tensor<3> {
         Tensor::cat(vec![cache_bkc.narrow(1, len, context - len), x_blc], 1)
     }
 }
+
+/// `h ← h · min(1, τ_head / ‖h‖)` for each head's matrix of `[batch, heads, ·, ·]`.
+pub fn clip_head_norms(state_bhxy: Tensor<4>, limits: &[f32]) -> Tensor<4> {
+    let [batch, heads, _, _] = state_bhxy.dims();
+    assert_eq!(limits.len(), heads, "one state-norm limit per head");
+    let device = state_bhxy.device();
+    let limit = Tensor::<1>::from_data(TensorData::new(limits.to_vec(), [heads]), &device)
+        .reshape([1, heads, 1, 1]);
+    let norm = state_bhxy.clone().square().sum_dim(3).sum_dim(2).sqrt();
+    let scale = (limit.expand([batch, heads, 1, 1]) / norm).clamp_max(1.0);
+    state_bhxy * scale
+}

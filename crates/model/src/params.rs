@@ -131,13 +131,6 @@ pub trait Parameters {
     fn visit_parameters<'a>(&'a self, visit: &mut dyn FnMut(&str, ParamRef<'a>));
 }
 
-/// The full names a [`Parameters`] module visits under `prefix`, in visiting order.
-pub fn visited_names(module: &dyn Parameters, prefix: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    module.visit_parameters(&mut |name, _| names.push(format!("{prefix}{name}")));
-    names
-}
-
 /// Where a mixer family's checkpoints put the tensors around the mixers: the embedding, each
 /// block's norms and the final norm (the mixer's and MLP's own names come from their tables).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

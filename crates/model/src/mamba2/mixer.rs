@@ -41,14 +41,7 @@ impl Mamba2State {
 
     /// Shrinks each head's SSM state to at most `limits[head]` (Frobenius norm).
     pub fn clip_norm(mut self, limits: &[f32]) -> Self {
-        let [batch, heads, _, _] = self.ssm_bhpn.dims();
-        assert_eq!(limits.len(), heads, "one state-norm limit per head");
-        let device = self.ssm_bhpn.device();
-        let limit = Tensor::<1>::from_data(TensorData::new(limits.to_vec(), [heads]), &device)
-            .reshape([1, heads, 1, 1]);
-        let norm = self.ssm_bhpn.clone().square().sum_dim(3).sum_dim(2).sqrt();
-        let scale = (limit.expand([batch, heads, 1, 1]) / norm).clamp_max(1.0);
-        self.ssm_bhpn = self.ssm_bhpn * scale;
+        self.ssm_bhpn = ops::clip_head_norms(self.ssm_bhpn, limits);
         self
     }
 
